@@ -1,0 +1,8 @@
+"""Classic baselines behind the `Recommender` interface."""
+
+from recsys.baselines.ease import EASE
+from recsys.baselines.implicit_mf import ALS, BPR
+from recsys.baselines.itemknn import ItemKNN
+from recsys.baselines.popularity import Popularity
+
+__all__ = ["ALS", "BPR", "EASE", "ItemKNN", "Popularity"]

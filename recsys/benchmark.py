@@ -1,0 +1,256 @@
+"""`recsys benchmark`: every model × seed through one split → fit → full-ranking evaluation pipeline, with a
+leaderboard, per-user results, paired significance tests against the best model and a Markdown report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import polars as pl
+
+from recsys.baselines import ALS, BPR, EASE, ItemKNN, Popularity
+from recsys.data.interactions import Interactions
+from recsys.data.registry import load
+from recsys.data.splits import split
+from recsys.evaluation.evaluator import evaluate
+from recsys.evaluation.significance import compare_values
+from recsys.recommender import Recommender
+
+log = logging.getLogger(__name__)
+
+ModelFactory = Callable[[int], Recommender]
+"""Builds an unfitted recommender for a seed."""
+
+BUILTIN_MODELS: dict[str, ModelFactory] = {
+    "pop": lambda seed: Popularity(),
+    "itemknn": lambda seed: ItemKNN(k=100, shrink=0.0),
+    "ease": lambda seed: EASE(reg=250.0),
+    "als": lambda seed: ALS(seed=seed),
+    "bpr": lambda seed: BPR(seed=seed),
+}
+DEFAULT_MODELS = ("pop", "itemknn", "ease", "als", "bpr")
+DEFAULT_SEEDS = (2026, 2027, 2028)
+DEFAULT_KS = (1, 5, 10, 20, 50)
+LEADERBOARD_METRICS = ("ndcg@10", "recall@10", "precision@10", "hit@10", "mrr@10", "map@10", "ndcg@20", "coverage@10")
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """All records (one per model × seed), per-user values, and the leaderboard (mean ± std per model)."""
+
+    records: list[dict]
+    per_user: pl.DataFrame
+    leaderboard: pl.DataFrame
+    significance: pl.DataFrame
+    output: Path | None
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that decide the numbers."""
+    found = {"python": platform.python_version()}
+    for package in ("recsys", "torch", "torchrec", "polars", "numpy", "scipy", "implicit", "lightning"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def resolve_models(models: Sequence[str] | Mapping[str, ModelFactory]) -> dict[str, ModelFactory]:
+    """Model factories by name: built-in names, or a mapping of user-defined factories."""
+    if isinstance(models, Mapping):
+        return dict(models)
+    unknown = [m for m in models if m not in BUILTIN_MODELS]
+    if unknown:
+        raise KeyError(f"unknown model(s) {unknown}; built-in models: {sorted(BUILTIN_MODELS)}")
+    return {name: BUILTIN_MODELS[name] for name in models}
+
+
+def run_benchmark(
+    dataset: str | Interactions = "ml-100k",
+    *,
+    protocol: str = "user-811",
+    models: Sequence[str] | Mapping[str, ModelFactory] = DEFAULT_MODELS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    ks: Sequence[int] = DEFAULT_KS,
+    output: Path | None = None,
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Split ``dataset`` by ``protocol`` once per seed, fit every model on train, evaluate on test with train and
+    validation items excluded (full ranking), and write ``results.json``, ``per_user.parquet``,
+    ``leaderboard.csv``, ``ndcg_at_k.png`` and ``report.md`` to ``output`` when given."""
+    data = load(dataset) if isinstance(dataset, str) else dataset
+    factories = resolve_models(models)
+    env = versions()
+    records, per_user = [], []
+    jobs = [(seed, name) for seed in seeds for name in factories]
+    bar = _progress(len(jobs), progress)
+    for seed in seeds:
+        train, valid, test = split(data, protocol, seed=seed)
+        for name, factory in factories.items():
+            bar.set_description(f"{name} seed {seed}")
+            model = factory(seed)
+            started = time.perf_counter()
+            model.fit(train)
+            fit_s = time.perf_counter() - started
+            ev = evaluate(model, test, exclude=[train, valid], k=ks)
+            records.append(
+                {
+                    "dataset": data.name,
+                    "protocol": protocol,
+                    "model": name,
+                    "seed": seed,
+                    "evaluation": ev.mode,
+                    "params": _jsonable(model.params()),
+                    "metrics": ev.summary,
+                    "timings": {"fit_s": fit_s, "evaluate_s": ev.seconds},
+                    "versions": env,
+                }
+            )
+            per_user.append(ev.per_user.with_columns(pl.lit(name).alias("model"), pl.lit(seed).alias("seed")))
+            bar.update(1)
+    bar.close()
+    users = pl.concat(per_user, how="vertical_relaxed")
+    board = leaderboard(records)
+    significance = significance_vs_best(users, board, "ndcg@10")
+    result = BenchmarkResult(records, users, board, significance, output)
+    if output is not None:
+        write_outputs(result, data, protocol, ks)
+    return result
+
+
+def leaderboard(records: list[dict]) -> pl.DataFrame:
+    """Mean and standard deviation over seeds of every metric and timing, best NDCG@10 first."""
+    rows = [{"model": r["model"], "seed": r["seed"], **r["metrics"], **r["timings"]} for r in records]
+    frame = pl.DataFrame(rows)
+    values = [c for c in frame.columns if c not in ("model", "seed")]
+    board = frame.group_by("model", maintain_order=True).agg(
+        pl.len().alias("seeds"),
+        *[pl.col(c).mean().alias(c) for c in values],
+        *[pl.col(c).std(ddof=1).fill_null(0.0).alias(f"{c}_std") for c in values],
+    )
+    return board.sort("ndcg@10", descending=True)
+
+
+def significance_vs_best(per_user: pl.DataFrame, board: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Paired tests of each model against the best on ``metric``, per-user values averaged over seeds."""
+    best = board["model"][0]
+    means = per_user.group_by("model", "user").agg(pl.col(metric).mean())
+    reference = means.filter(pl.col("model") == best).select("user", pl.col(metric).alias("best"))
+    rows = []
+    for name in board["model"][1:]:
+        joined = means.filter(pl.col("model") == name).join(reference, on="user")
+        result = compare_values(joined["best"].to_numpy(), joined[metric].to_numpy(), metric)
+        rows.append({"model": name, "versus": best, **result.as_dict()})
+    schema = {"model": pl.String, "versus": pl.String}
+    return pl.DataFrame(rows) if rows else pl.DataFrame(schema=schema)
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def write_outputs(result: BenchmarkResult, data: Interactions, protocol: str, ks: Sequence[int]) -> None:
+    out = result.output
+    assert out is not None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result.records, indent=2))
+    result.per_user.write_parquet(out / "per_user.parquet")
+    result.leaderboard.write_csv(out / "leaderboard.csv")
+    _plot_ndcg_at_k(result.leaderboard, ks, out / "ndcg_at_k.png")
+    (out / "report.md").write_text(render_report(result, data, protocol, ks))
+
+
+def format_leaderboard(board: pl.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRICS) -> str:
+    """Markdown table: one row per model, ``mean ± std`` per metric, plus fit / evaluation seconds."""
+    shown = [m for m in metrics if m in board.columns]
+    header = ["model", *shown, "fit s", "eval s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in board.iter_rows(named=True):
+        cells = [row["model"], *[f"{row[m]:.4f} ± {row[m + '_std']:.4f}" for m in shown]]
+        cells += [f"{row['fit_s']:.2f}", f"{row['evaluate_s']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_report(result: BenchmarkResult, data: Interactions, protocol: str, ks: Sequence[int]) -> str:
+    stats = data.describe()
+    seeds = sorted({r["seed"] for r in result.records})
+    lines = [
+        f"# Benchmark: {data.name}, protocol `{protocol}`",
+        "",
+        f"Data: {stats['interactions']} interactions, {stats['users']} users, {stats['items']} items "
+        f"(density {stats['density']:.4f}). Seeds: {', '.join(map(str, seeds))}. "
+        f"Evaluation: {result.records[0]['evaluation']} ranking over the whole catalogue, training and validation "
+        "items excluded; users without test items are not evaluated. Values are mean ± std over seeds.",
+        "",
+        "## Leaderboard",
+        "",
+        format_leaderboard(result.leaderboard),
+        "",
+        "## Significance against the best model (NDCG@10)",
+        "",
+        "Per-user NDCG@10 averaged over seeds, two-sided paired tests.",
+        "",
+        "| model | versus | users | Δ mean (best − model) | t-test p | Wilcoxon p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result.significance.iter_rows(named=True):
+        lines.append(
+            f"| {row['model']} | {row['versus']} | {row['n_users']} | {row['mean_difference']:.4f} | "
+            f"{row['t_pvalue']:.2e} | {row['wilcoxon_pvalue']:.2e} |"
+        )
+    lines += [
+        "",
+        "## NDCG@K",
+        "",
+        "![NDCG@K over K](ndcg_at_k.png)",
+        "",
+        "## Files",
+        "",
+        "- `results.json`: one record per model × seed (params, metrics, timings, versions)",
+        "- `per_user.parquet`: every metric per evaluated user, model and seed",
+        "- `leaderboard.csv`: the table above with all metrics",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in result.records[0]["versions"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot_ndcg_at_k(board: pl.DataFrame, ks: Sequence[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in board.iter_rows(named=True):
+        values = [row[f"ndcg@{k}"] for k in ks]
+        errors = [row[f"ndcg@{k}_std"] for k in ks]
+        ax.errorbar(list(ks), values, yerr=errors, marker="o", capsize=3, label=row["model"])
+    ax.set_xscale("log")
+    ax.set_xticks(list(ks), [str(k) for k in ks])
+    ax.set_xlabel("K")
+    ax.set_ylabel("NDCG@K")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="run", disable=not enabled)
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in params.items()}
+
+
+__all__ = ["BUILTIN_MODELS", "DEFAULT_MODELS", "BenchmarkResult", "leaderboard", "run_benchmark", "versions"]

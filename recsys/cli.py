@@ -1,0 +1,157 @@
+"""The ``recsys`` command. Heavy libraries are imported inside each command, so ``recsys --help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description="Recommender-systems framework: datasets, baselines, full-ranking evaluation, benchmarks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="prepare, import and describe datasets")
+    data_cmds = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_cmds.add_parser("list", help="list dataset cards and prepared datasets")
+    prepare = data_cmds.add_parser("prepare", help="download (or find offline), verify and cache a dataset")
+    prepare.add_argument("name")
+    prepare.add_argument("--source", help="use only this source of the card")
+    prepare.add_argument("--force", action="store_true", help="prepare again even if cached")
+    imp = data_cmds.add_parser("import", help="import your own CSV / TSV / Parquet interactions")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--name", help="dataset name in the cache (default: the file's stem)")
+    imp.add_argument("--user-col", required=True)
+    imp.add_argument("--item-col", required=True)
+    imp.add_argument("--rating-col")
+    imp.add_argument("--timestamp-col")
+    imp.add_argument("--separator", help="field separator (default: tab for .tsv, comma otherwise)")
+    describe = data_cmds.add_parser("describe", help="counts, density and history-length statistics")
+    describe.add_argument("name")
+
+    bench = commands.add_parser("benchmark", help="fit and evaluate models over seeds; leaderboard + report")
+    bench.add_argument("--dataset", default="ml-100k")
+    bench.add_argument("--protocol", default="user-811", choices=["user-811", "global-811", "loo", "temporal"])
+    bench.add_argument("--models", type=_str_list, default=None, help="comma-separated (default: all baselines)")
+    bench.add_argument("--seeds", type=_int_list, default=(2026, 2027, 2028))
+    bench.add_argument("--k", type=_int_list, default=(1, 5, 10, 20, 50), help="cut-offs")
+    bench.add_argument("--output", type=Path, default=Path("results/benchmark"))
+    bench.add_argument("--no-progress", action="store_true")
+
+    ev = commands.add_parser("evaluate", help="evaluate an external run (user,item,score of raw ids)")
+    ev.add_argument("--run", type=Path, required=True, help="Parquet/CSV with columns user, item, score")
+    ev.add_argument("--test", type=Path, required=True, help="Parquet/CSV with columns user, item")
+    ev.add_argument("--exclude", type=Path, nargs="*", default=[], help="interactions never to count")
+    ev.add_argument("--k", type=_int_list, default=(10, 20))
+    ev.add_argument("--output", type=Path, help="write summary.json and per_user.parquet here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from recsys.data.validation import DataError
+
+    try:
+        if args.command == "data":
+            return _data(args)
+        if args.command == "benchmark":
+            return _benchmark(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+    except (DataError, KeyError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"recsys: error: {message}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _data(args: argparse.Namespace) -> int:
+    from recsys.data import registry
+
+    if args.data_command == "list":
+        for name, card in registry.available_cards().items():
+            mark = "prepared" if registry.is_prepared(name) else "-"
+            print(f"{name:22s} {mark:9s} {', '.join(s.name for s in card.sources)}")
+        return 0
+    if args.data_command == "prepare":
+        folder = registry.prepare(args.name, source=args.source, force=args.force)
+        print(json.dumps(json.loads((folder / "meta.json").read_text()), indent=2))
+        return 0
+    if args.data_command == "import":
+        folder = registry.import_file(
+            args.file,
+            name=args.name or args.file.stem,
+            user_col=args.user_col,
+            item_col=args.item_col,
+            rating_col=args.rating_col,
+            timestamp_col=args.timestamp_col,
+            separator=args.separator,
+        )
+        print(f"imported {args.file} into {folder}")
+        return 0
+    stats = registry.load(args.name).describe()
+    for key, value in stats.items():
+        print(f"{key:16s} {value:.6g}" if isinstance(value, float) else f"{key:16s} {value}")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from recsys.benchmark import DEFAULT_MODELS, format_leaderboard, run_benchmark
+
+    result = run_benchmark(
+        args.dataset,
+        protocol=args.protocol,
+        models=args.models or DEFAULT_MODELS,
+        seeds=args.seeds,
+        ks=args.k,
+        output=args.output,
+        progress=not args.no_progress,
+    )
+    print(format_leaderboard(result.leaderboard))
+    print(f"\nwrote {args.output}/report.md, results.json, per_user.parquet, leaderboard.csv, ndcg_at_k.png")
+    return 0
+
+
+def _read_table(path: Path):
+    import polars as pl
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    return pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from recsys.evaluation.evaluator import evaluate
+
+    ev = evaluate(
+        _read_table(args.run), _read_table(args.test), exclude=[_read_table(p) for p in args.exclude], k=args.k
+    )
+    print(json.dumps(ev.summary, indent=2))
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "summary.json").write_text(json.dumps(ev.summary, indent=2))
+        ev.per_user.write_parquet(args.output / "per_user.parquet")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

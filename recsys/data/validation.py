@@ -1,0 +1,59 @@
+"""Input checks that fail with an error naming the file, the column and the first offending row."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import polars as pl
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the source, the column and (where known) the row."""
+
+
+def require_columns(frame: pl.DataFrame, columns: Sequence[str], source: str) -> None:
+    """Raise if any of ``columns`` is missing; a single-column frame hints at a wrong delimiter."""
+    missing = [c for c in columns if c not in frame.columns]
+    if not missing:
+        return
+    hint = ""
+    if frame.width == 1:
+        hint = (
+            f" The file parsed into a single column {frame.columns[0]!r}: the delimiter is probably wrong "
+            "(pass --separator, e.g. ',' or '\\t')."
+        )
+    raise DataError(f"{source}: missing column(s) {missing}; found {frame.columns}.{hint}")
+
+
+def require_no_nulls(frame: pl.DataFrame, columns: Sequence[str], source: str) -> None:
+    """Raise on the first null in any of ``columns`` (row numbers are 1-based data rows)."""
+    for col in columns:
+        nulls = frame[col].is_null()
+        if nulls.any():
+            row = int(nulls.arg_true()[0]) + 1
+            raise DataError(f"{source}: column {col!r} has {int(nulls.sum())} null id(s); first at data row {row}")
+
+
+def require_numeric(
+    frame: pl.DataFrame, column: str, source: str, *, shown: str | None = None, dtype: pl.DataType = pl.Float64
+) -> pl.Series:
+    """Column cast to ``dtype``; raise naming the first value that is not a number (or a null)."""
+    series = frame[column]
+    shown = shown or column
+    if series.dtype == pl.String:
+        cast = series.str.strip_chars().cast(pl.Float64, strict=False)
+    else:
+        cast = series.cast(pl.Float64, strict=False)
+    bad = cast.is_null() | ~cast.is_finite()  # inf / nan are not usable ratings or timestamps
+    if dtype == pl.Int64:
+        bad = bad | (cast.abs() >= 2.0**63)  # would overflow the Int64 cast below
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        value = series[row]
+        raise DataError(
+            f"{source}: column {shown!r} must be numeric; data row {row + 1} holds {value!r} "
+            f"({int(bad.sum())} bad value(s) in all)"
+        )
+    if dtype == pl.Int64:
+        return cast.round(0).cast(pl.Int64).rename(column)
+    return cast.cast(dtype).rename(column)

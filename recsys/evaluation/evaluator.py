@@ -1,0 +1,315 @@
+"""`evaluate`: full-ranking (or, when asked, sampled) top-K evaluation of a `Recommender` or of an external
+run of recommendations, with per-user results kept for significance tests and slicing."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+
+from recsys.data.interactions import Interactions, Vocabulary, concat
+from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
+from recsys.evaluation.ranking import top_k
+from recsys.recommender import Recommender
+
+log = logging.getLogger(__name__)
+
+Relevance = Interactions | pl.DataFrame
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampled ranking: each user's test items are ranked against ``n`` sampled negatives per test item.
+
+    Negatives are drawn from items that are neither test nor excluded items of the user, ``uniform``ly or in
+    proportion to training ``popularity``. Every output of a sampled evaluation is labelled ``sampled_*``.
+    """
+
+    n: int = 100
+    distribution: Literal["uniform", "popularity"] = "uniform"
+    seed: int = 2026
+
+    @property
+    def label(self) -> str:
+        return f"sampled:{self.distribution}:{self.n}"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Result of `evaluate`.
+
+    Attributes:
+        summary: metric name → mean over evaluated users (plus catalogue metrics); keys are prefixed
+            ``sampled_`` under sampled evaluation.
+        per_user: one row per evaluated user: raw ``user`` id, ``n_relevant`` and every per-user metric.
+        ks: cut-offs.
+        mode: ``"full"`` or e.g. ``"sampled:uniform:100"``.
+        skipped_users: test users the model cannot score (unknown to its training data), reported not hidden.
+        unknown_items: test interactions with items unknown to the model (counted as relevant, never hit).
+        seconds: wall time of the evaluation.
+    """
+
+    summary: dict[str, float]
+    per_user: pl.DataFrame
+    ks: tuple[int, ...]
+    mode: str = "full"
+    skipped_users: int = 0
+    unknown_items: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def __getitem__(self, metric: str) -> float:
+        return self.summary[metric]
+
+
+def evaluate(
+    model: Recommender | pl.DataFrame,
+    test: Relevance,
+    *,
+    exclude: Sequence[Relevance] = (),
+    k: Sequence[int] = (10, 20),
+    sampling: Sampling | None = None,
+    batch_size: int = 1024,
+    progress: bool = False,
+) -> Evaluation:
+    """Evaluate a recommender, or a run frame ``user, item, score`` of raw ids, against ``test``.
+
+    Args:
+        model: a fitted `Recommender`, or a polars frame of an external system's scored recommendations.
+        test: relevant items: an `Interactions` (codes of the same dataset) or a frame ``user, item`` of raw ids.
+        exclude: interactions never to be recommended nor counted (train, valid); same types as ``test``.
+        k: cut-offs.
+        sampling: rank against sampled negatives instead of the full catalogue (models only).
+        batch_size: users scored per chunk.
+        progress: show a progress bar.
+
+    Users with no test items are not evaluated. Test users a model cannot score are counted in
+    ``skipped_users`` and logged; test items unknown to a model count as relevant but can never be hit.
+    """
+    started = time.perf_counter()
+    ks = tuple(sorted({int(x) for x in k}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"cut-offs must be positive integers, got {k}")
+    if isinstance(model, pl.DataFrame):
+        if sampling is not None:
+            raise ValueError("sampled evaluation needs a model that scores every item, not a fixed run")
+        result = _evaluate_run(model, test, exclude, ks)
+    elif isinstance(model, Recommender):
+        result = _evaluate_model(model, test, exclude, ks, sampling, batch_size, progress)
+    else:
+        raise TypeError(f"evaluate() takes a Recommender or a polars run frame, not {type(model).__name__}")
+    return _finish(*result, ks=ks, sampling=sampling, seconds=time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------------------ model path
+def _evaluate_model(
+    model: Recommender,
+    test: Relevance,
+    exclude: Sequence[Relevance],
+    ks: tuple[int, ...],
+    sampling: Sampling | None,
+    batch_size: int,
+    progress: bool,
+):
+    train = model.train
+    test_codes, skipped, unknown_items, n_unknown_per_user = _as_codes(test, train.users, train.items, "test")
+    excluded = [_as_codes(part, train.users, train.items, "exclude")[0] for part in exclude]
+    exclude_csr = _csr(excluded, train.n_users, train.n_items) if excluded else None
+    test_csr = _csr([test_codes], train.n_users, train.n_items)
+    n_rel = np.diff(test_csr.indptr) + n_unknown_per_user
+    users = np.flatnonzero(n_rel > 0)
+    popularity = _popularity(excluded, train)
+    candidates = None
+    if sampling is not None:
+        candidates = _sample_candidates(test_csr, exclude_csr, users, sampling, popularity)
+    items, scores = top_k(
+        model.score, users, min(ks[-1], train.n_items), exclude=exclude_csr, candidates=candidates,
+        batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    hits = _hits(items, scores, users, test_csr)
+    return users, train.users, items, scores, hits, n_rel[users], popularity, skipped, unknown_items
+
+
+def _as_codes(part: Relevance, users: Vocabulary, items: Vocabulary, what: str):
+    """Frame of (user, item) codes in the model's vocabularies, plus counts of what could not be coded."""
+    if isinstance(part, Interactions):
+        if part.users == users and part.items == items:
+            return part.frame.select("user", "item"), 0, 0, np.zeros(len(users), dtype=np.int64)
+        part = part.decoded()
+    _require_user_item(part, what)
+    coded = pl.DataFrame(
+        {"user": users.encode(part["user"], strict=False), "item": items.encode(part["item"], strict=False)}
+    )
+    no_user = coded["user"].is_null()
+    skipped = int(part.filter(no_user)["user"].n_unique()) if no_user.any() else 0
+    if skipped:
+        log.warning("%s: %d user(s) unknown to the model are not evaluated", what, skipped)
+    coded = coded.filter(~no_user)
+    no_item = coded["item"].is_null()
+    per_user = np.bincount(coded.filter(no_item)["user"].to_numpy(), minlength=len(users))
+    if no_item.any():
+        log.warning("%s: %d interaction(s) with items unknown to the model (relevant, never hit)", what, int(no_item.sum()))
+    return coded.filter(~no_item), skipped, int(no_item.sum()), per_user
+
+
+def _require_user_item(frame: pl.DataFrame, what: str) -> None:
+    missing = [c for c in ("user", "item") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} frame lacks column(s) {missing}; it needs raw-id columns 'user' and 'item'")
+
+
+def _csr(parts: Sequence[pl.DataFrame], n_users: int, n_items: int) -> sp.csr_matrix:
+    frame = pl.concat([p.select("user", "item") for p in parts]).unique()
+    matrix = sp.csr_matrix(
+        (np.ones(frame.height, dtype=np.float32), (frame["user"].to_numpy(), frame["item"].to_numpy())),
+        shape=(n_users, n_items),
+    )
+    matrix.sort_indices()
+    return matrix
+
+
+def _hits(items: np.ndarray, scores: np.ndarray, users: np.ndarray, test: sp.csr_matrix) -> np.ndarray:
+    """``[U, K]`` bool: is the ranked item a test item of the user (and a real, finite-scored slot)?"""
+    n_items = test.shape[1]
+    keys = users[:, None] * n_items + items
+    rows = np.repeat(np.arange(test.shape[0]), np.diff(test.indptr))
+    test_keys = rows.astype(np.int64) * n_items + test.indices
+    return np.isin(keys, test_keys) & np.isfinite(scores)
+
+
+def _popularity(excluded: Sequence[pl.DataFrame], train: Interactions) -> np.ndarray:
+    """Training-interaction count per item: of the excluded interactions (train + valid) when given."""
+    source = pl.concat(excluded) if excluded else train.frame
+    return np.bincount(source["item"].to_numpy(), minlength=train.n_items).astype(np.float64)
+
+
+def _sample_candidates(
+    test: sp.csr_matrix, exclude: sp.csr_matrix | None, users: np.ndarray, sampling: Sampling, popularity: np.ndarray
+) -> sp.csr_matrix:
+    """Per user: its test items plus ``n`` negatives per test item, drawn without the user's positives."""
+    rng = np.random.default_rng(sampling.seed)
+    n_items = test.shape[1]
+    if sampling.distribution == "popularity":
+        p = popularity + 1e-12
+        p = p / p.sum()
+    else:
+        p = None
+    forbidden = test if exclude is None else (test + exclude).tocsr()
+    rows, cols = [], []
+    for user in users:
+        positives = test.indices[test.indptr[user] : test.indptr[user + 1]]
+        banned = forbidden.indices[forbidden.indptr[user] : forbidden.indptr[user + 1]]
+        want = sampling.n * len(positives)
+        allowed = np.setdiff1d(np.arange(n_items), banned, assume_unique=True)
+        weights = None if p is None else p[allowed] / p[allowed].sum()
+        negatives = rng.choice(allowed, size=min(want, len(allowed)), replace=False, p=weights)
+        chosen = np.concatenate([positives, negatives])
+        rows.append(np.full(len(chosen), user))
+        cols.append(chosen)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    return sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=test.shape)
+
+
+# ------------------------------------------------------------------------------------------------ run path
+def _evaluate_run(run: pl.DataFrame, test: Relevance, exclude: Sequence[Relevance], ks: tuple[int, ...]):
+    """Rank an external run (raw ids, higher score first; ties by item id) and compute hits by joining."""
+    missing = [c for c in ("user", "item", "score") if c not in run.columns]
+    if missing:
+        raise ValueError(f"run frame lacks column(s) {missing}; it needs 'user', 'item', 'score' (raw ids)")
+    test_raw = test.decoded() if isinstance(test, Interactions) else test
+    _require_user_item(test_raw, "test")
+    exclude_raw = [p.decoded() if isinstance(p, Interactions) else p for p in exclude]
+    frames = [run, test_raw, *exclude_raw]
+    users = Vocabulary.from_values(pl.concat([f.select("user") for f in frames], how="vertical_relaxed")["user"])
+    items = Vocabulary.from_values(pl.concat([f.select("item") for f in frames], how="vertical_relaxed")["item"])
+
+    def code(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(users.encode(frame["user"]).alias("user"), items.encode(frame["item"]).alias("item"))
+
+    ranked = code(run.select("user", "item", "score"))
+    if exclude_raw:
+        banned = pl.concat([code(p.select("user", "item")) for p in exclude_raw]).unique()
+        ranked = ranked.join(banned, on=["user", "item"], how="anti")
+    k_max = ks[-1]
+    ranked = (
+        ranked.unique(["user", "item"], keep="first")
+        .sort(["user", "score", "item"], descending=[False, True, False])
+        .with_columns(pl.int_range(pl.len()).over("user").alias("rank"))
+        .filter(pl.col("rank") < k_max)
+    )
+    test_codes = code(test_raw.select("user", "item")).unique()
+    test_csr = _csr([test_codes], len(users), len(items))
+    n_rel = np.diff(test_csr.indptr)
+    eval_users = np.flatnonzero(n_rel > 0)
+    row_of = np.full(len(users), -1, dtype=np.int64)
+    row_of[eval_users] = np.arange(len(eval_users))
+    ranked = ranked.filter(pl.col("user").is_in(eval_users.tolist()))
+    item_matrix = np.zeros((len(eval_users), k_max), dtype=np.int64)
+    score_matrix = np.full((len(eval_users), k_max), -np.inf, dtype=np.float32)
+    r = row_of[ranked["user"].to_numpy()]
+    c = ranked["rank"].to_numpy()
+    item_matrix[r, c] = ranked["item"].to_numpy()
+    score_matrix[r, c] = ranked["score"].to_numpy()
+    hits = _hits(item_matrix, score_matrix, eval_users, test_csr)
+    popularity = np.bincount(
+        pl.concat([code(p.select("user", "item")) for p in exclude_raw])["item"].to_numpy() if exclude_raw else [],
+        minlength=len(items),
+    ).astype(np.float64)
+    return eval_users, users, item_matrix, score_matrix, hits, n_rel[eval_users], popularity, 0, 0
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def _finish(
+    users: np.ndarray,
+    vocab: Vocabulary,
+    items: np.ndarray,
+    scores: np.ndarray,
+    hits: np.ndarray,
+    n_rel: np.ndarray,
+    popularity: np.ndarray,
+    skipped: int,
+    unknown_items: int,
+    *,
+    ks: tuple[int, ...],
+    sampling: Sampling | None,
+    seconds: float,
+) -> Evaluation:
+    if len(users) == 0:
+        raise ValueError("no user has a test item: nothing to evaluate")
+    if hits.shape[1] < ks[-1]:  # catalogue smaller than the largest cut-off: pad with misses
+        pad = ks[-1] - hits.shape[1]
+        hits = np.pad(hits, ((0, 0), (0, pad)))
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        items = np.pad(items, ((0, 0), (0, pad)))
+    per = user_metrics(torch.from_numpy(hits), torch.from_numpy(n_rel), ks)
+    prefix = "sampled_" if sampling else ""
+    summary = {f"{prefix}{name}": float(values.mean()) for name, values in per.items()}
+    for k in ks:
+        shown = np.isfinite(scores[:, :k])
+        counts = np.bincount(items[:, :k][shown], minlength=len(popularity))
+        summary.update({f"{prefix}{n}": v for n, v in catalogue_metrics(counts, popularity, k).items()})
+    per_user = pl.DataFrame(
+        {
+            "user": vocab.decode(users),
+            "n_relevant": n_rel.astype(np.int64),
+            **{f"{prefix}{name}": values.numpy() for name, values in per.items()},
+        }
+    )
+    return Evaluation(
+        summary=summary,
+        per_user=per_user,
+        ks=ks,
+        mode=sampling.label if sampling else "full",
+        skipped_users=skipped,
+        unknown_items=unknown_items,
+        seconds=seconds,
+    )
+
+
+__all__ = ["Evaluation", "Sampling", "evaluate", "USER_METRICS", "CATALOGUE_METRICS"]
