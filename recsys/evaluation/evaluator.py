@@ -144,7 +144,11 @@ def _as_codes(part: Relevance, users: Vocabulary, items: Vocabulary, what: str):
         part = part.decoded()
     _require_user_item(part, what)
     coded = pl.DataFrame(
-        {"user": users.encode(part["user"], strict=False), "item": items.encode(part["item"], strict=False)}
+        {
+            "user": users.encode(part["user"], strict=False),
+            "item": items.encode(part["item"], strict=False),
+            "raw_item": part["item"],
+        }
     )
     no_user = coded["user"].is_null()
     skipped = int(part.filter(no_user)["user"].n_unique()) if no_user.any() else 0
@@ -152,10 +156,12 @@ def _as_codes(part: Relevance, users: Vocabulary, items: Vocabulary, what: str):
         log.warning("%s: %d user(s) unknown to the model are not evaluated", what, skipped)
     coded = coded.filter(~no_user)
     no_item = coded["item"].is_null()
-    per_user = np.bincount(coded.filter(no_item)["user"].to_numpy(), minlength=len(users))
+    # distinct unknown items per user, as known test items are counted once (duplicated rows must not inflate R_u)
+    unknown = coded.filter(no_item).unique(["user", "raw_item"])
+    per_user = np.bincount(unknown["user"].to_numpy(), minlength=len(users))
     if no_item.any():
         log.warning("%s: %d interaction(s) with items unknown to the model (relevant, never hit)", what, int(no_item.sum()))
-    return coded.filter(~no_item), skipped, int(no_item.sum()), per_user
+    return coded.filter(~no_item).select("user", "item"), skipped, int(no_item.sum()), per_user
 
 
 def _require_user_item(frame: pl.DataFrame, what: str) -> None:

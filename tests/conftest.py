@@ -1,0 +1,27 @@
+"""Shared fixtures: the real ML-100k (prepared once into the user's cache) and a small synthetic dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+import recsys
+from recsys.data.interactions import Interactions
+
+
+@pytest.fixture(scope="session")
+def ml100k() -> Interactions:
+    """MovieLens-100k from the offline RecBole wheel (or GroupLens when reachable), cached after first use."""
+    return recsys.datasets.load("ml-100k")
+
+
+@pytest.fixture(scope="session")
+def small_frame() -> pl.DataFrame:
+    """60 users × 40 items of random raw-id interactions with timestamps and ratings."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for user in range(60):
+        items = rng.choice(40, size=int(rng.integers(5, 15)), replace=False)
+        rows += [(f"user{user}", 1000 + int(i), float(rng.integers(1, 6)), int(rng.integers(0, 10_000))) for i in items]
+    return pl.DataFrame(rows, schema=["uid", "iid", "stars", "ts"], orient="row")

@@ -1,0 +1,83 @@
+"""The `recsys` command: fast start-up, data import/describe, benchmark outputs, external-run evaluation."""
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from recsys.cli import main
+
+
+def test_cli_start_up_imports_no_heavy_library() -> None:
+    code = "import sys, recsys.cli; print(sorted(m for m in ('torch', 'polars', 'lightning', 'scipy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_help_lists_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(cmd in out for cmd in ("data", "benchmark", "evaluate"))
+
+
+@pytest.fixture()
+def imported(tmp_path, monkeypatch, small_frame) -> str:
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "mine.csv"
+    small_frame.write_csv(path)
+    args = ["data", "import", str(path), "--name", "mine", "--user-col", "uid", "--item-col", "iid"]
+    assert main([*args, "--rating-col", "stars", "--timestamp-col", "ts"]) == 0
+    return "mine"
+
+
+def test_import_and_describe(imported, capsys, small_frame) -> None:
+    assert main(["data", "describe", imported]) == 0
+    out = capsys.readouterr().out
+    assert f"interactions     {small_frame.height}" in out
+    assert "users            60" in out
+
+
+def test_import_error_names_the_column(tmp_path, monkeypatch, capsys, small_frame) -> None:
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "mine.csv"
+    small_frame.write_csv(path)
+    assert main(["data", "import", str(path), "--user-col", "customer", "--item-col", "iid"]) == 2
+    err = capsys.readouterr().err
+    assert "customer" in err and "mine.csv" in err
+
+
+def test_benchmark_writes_every_artefact(imported, tmp_path, capsys) -> None:
+    out = tmp_path / "bench"
+    args = ["benchmark", "--dataset", imported, "--models", "pop,itemknn", "--seeds", "1,2", "--k", "5,10"]
+    assert main([*args, "--output", str(out), "--no-progress"]) == 0
+    assert "| itemknn |" in capsys.readouterr().out
+    for name in ("results.json", "per_user.parquet", "leaderboard.csv", "ndcg_at_k.png", "report.md"):
+        assert (out / name).exists(), name
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 4
+    assert {"dataset", "protocol", "model", "seed", "params", "metrics", "timings", "versions"} <= set(records[0])
+    assert {"fit_s", "evaluate_s"} == set(records[0]["timings"])
+    per_user = pl.read_parquet(out / "per_user.parquet")
+    assert {"model", "seed", "user", "ndcg@10"} <= set(per_user.columns)
+    report = (out / "report.md").read_text()
+    assert "Significance" in report and "ndcg_at_k.png" in report
+
+
+def test_unknown_model_is_a_clear_error(imported, capsys) -> None:
+    assert main(["benchmark", "--dataset", imported, "--models", "nope", "--no-progress"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_evaluate_external_run(tmp_path, capsys) -> None:
+    run = pl.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "z"], "score": [2.0, 1.0, 1.0, 3.0]})
+    test = pl.DataFrame({"user": ["a", "b"], "item": ["y", "x"]})
+    run.write_parquet(tmp_path / "run.parquet")
+    test.write_csv(tmp_path / "test.csv")
+    args = ["evaluate", "--run", str(tmp_path / "run.parquet"), "--test", str(tmp_path / "test.csv"), "--k", "2"]
+    assert main([*args, "--output", str(tmp_path / "ev")]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["hit@2"] == 1.0 and summary["mrr@2"] == pytest.approx(0.5)
