@@ -13,7 +13,7 @@ setup:
 	@bash scripts/setup_env.sh
 
 run: setup
-	$(VENV)/bin/recsys benchmark --dataset ml-100k --output $(OUTPUT)
+	$(VENV)/bin/recsys benchmark --config experiments/ml-100k/benchmark.yaml --output $(OUTPUT)
 
 test: setup
 	$(PY) -m pytest -q

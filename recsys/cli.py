@@ -21,6 +21,17 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+BENCHMARK_DEFAULTS: dict = {
+    "dataset": "ml-100k",
+    "protocol": "user-811",
+    "models": ("pop", "itemknn", "ease", "als", "bpr"),
+    "seeds": (2026, 2027, 2028),
+    "k": (1, 5, 10, 20, 50),
+    "output": "results/benchmark",
+}
+"""Options of `recsys benchmark` when neither a flag nor ``--config`` sets them (models: `DEFAULT_MODELS`)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recsys",
@@ -48,12 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("name")
 
     bench = commands.add_parser("benchmark", help="fit and evaluate models over seeds; leaderboard + report")
-    bench.add_argument("--dataset", default="ml-100k")
-    bench.add_argument("--protocol", default="user-811", choices=["user-811", "global-811", "loo", "temporal"])
-    bench.add_argument("--models", type=_str_list, default=None, help="comma-separated (default: all baselines)")
-    bench.add_argument("--seeds", type=_int_list, default=(2026, 2027, 2028))
-    bench.add_argument("--k", type=_int_list, default=(1, 5, 10, 20, 50), help="cut-offs")
-    bench.add_argument("--output", type=Path, default=Path("results/benchmark"))
+    bench.add_argument("--config", type=Path, help="YAML with any of: " + ", ".join(BENCHMARK_DEFAULTS))
+    bench.add_argument("--dataset", help="dataset card or imported name (default ml-100k)")
+    bench.add_argument("--protocol", choices=["user-811", "global-811", "loo", "temporal"], help="default user-811")
+    bench.add_argument("--models", type=_str_list, help="comma-separated (default: all baselines)")
+    bench.add_argument("--seeds", type=_int_list, help="default 2026,2027,2028")
+    bench.add_argument("--k", type=_int_list, help="cut-offs (default 1,5,10,20,50)")
+    bench.add_argument("--output", type=Path, help="default results/benchmark")
     bench.add_argument("--no-progress", action="store_true")
 
     ev = commands.add_parser("evaluate", help="evaluate an external run (user,item,score of raw ids)")
@@ -114,20 +126,42 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _benchmark(args: argparse.Namespace) -> int:
-    from recsys.benchmark import DEFAULT_MODELS, format_leaderboard, run_benchmark
+def _benchmark_options(args: argparse.Namespace) -> dict:
+    """Benchmark options: command-line flags, else the ``--config`` YAML, else `BENCHMARK_DEFAULTS`."""
+    options = dict(BENCHMARK_DEFAULTS)
+    if args.config:
+        import yaml
 
+        if not args.config.exists():
+            raise FileNotFoundError(f"{args.config}: file not found")
+        spec = yaml.safe_load(args.config.read_text()) or {}
+        unknown = set(spec) - set(BENCHMARK_DEFAULTS)
+        if unknown:
+            raise KeyError(f"{args.config}: unknown key(s) {sorted(unknown)}; allowed: {sorted(BENCHMARK_DEFAULTS)}")
+        options.update(spec)
+    options.update({key: getattr(args, key) for key in BENCHMARK_DEFAULTS if getattr(args, key) is not None})
+    options["models"] = tuple(options["models"])
+    options["seeds"] = tuple(int(v) for v in options["seeds"])
+    options["k"] = tuple(int(v) for v in options["k"])
+    options["output"] = Path(options["output"])
+    return options
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from recsys.benchmark import format_leaderboard, run_benchmark
+
+    options = _benchmark_options(args)
     result = run_benchmark(
-        args.dataset,
-        protocol=args.protocol,
-        models=args.models or DEFAULT_MODELS,
-        seeds=args.seeds,
-        ks=args.k,
-        output=args.output,
+        options["dataset"],
+        protocol=options["protocol"],
+        models=options["models"],
+        seeds=options["seeds"],
+        ks=options["k"],
+        output=options["output"],
         progress=not args.no_progress,
     )
     print(format_leaderboard(result.leaderboard))
-    print(f"\nwrote {args.output}/report.md, results.json, per_user.parquet, leaderboard.csv, ndcg_at_k.png")
+    print(f"\nwrote {options['output']}/: report.md, results.json, per_user.parquet, leaderboard.csv, ndcg_at_k.png")
     return 0
 
 

@@ -81,3 +81,18 @@ def test_evaluate_external_run(tmp_path, capsys) -> None:
     assert main([*args, "--output", str(tmp_path / "ev")]) == 0
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["hit@2"] == 1.0 and summary["mrr@2"] == pytest.approx(0.5)
+
+
+def test_benchmark_config_file_with_flag_override(imported, tmp_path) -> None:
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"dataset: {imported}\nmodels: [pop]\nseeds: [3]\nk: [5]\noutput: {tmp_path / 'from-config'}\n")
+    assert main(["benchmark", "--config", str(config), "--seeds", "4,5", "--no-progress"]) == 0
+    records = json.loads((tmp_path / "from-config" / "results.json").read_text())
+    assert [(r["model"], r["seed"]) for r in records] == [("pop", 4), ("pop", 5)]
+
+
+def test_benchmark_config_rejects_unknown_keys(tmp_path, capsys) -> None:
+    config = tmp_path / "bench.yaml"
+    config.write_text("dataset: ml-100k\nmodel: [pop]\n")
+    assert main(["benchmark", "--config", str(config)]) == 2
+    assert "unknown key(s) ['model']" in capsys.readouterr().err

@@ -137,7 +137,13 @@ class Interactions:
             wanted["timestamp"] = timestamp_col
         require_columns(raw, list(wanted.values()), source)
         require_no_nulls(raw, [user_col, item_col], source)
-        extra = [c for c in raw.columns if c not in wanted.values() and c not in wanted]
+        shadowed = [c for c in ("user", "item", "rating", "timestamp") if c in raw.columns and c not in wanted.values()]
+        if shadowed:
+            raise DataError(
+                f"{source}: column(s) {shadowed} would be shadowed by recsys' own column names; pass them as the "
+                "user/item/rating/timestamp column or rename them"
+            )
+        extra = [c for c in raw.columns if c not in wanted.values()]
         frame = raw.select([pl.col(src).alias(dst) for dst, src in wanted.items()] + extra)
         if rating_col:
             frame = frame.with_columns(require_numeric(frame, "rating", source, shown=rating_col, dtype=pl.Float64))

@@ -55,5 +55,7 @@ def require_numeric(
             f"({int(bad.sum())} bad value(s) in all)"
         )
     if dtype == pl.Int64:
+        if series.dtype.is_integer():  # exact: a float round trip loses digits past 2**53 (ns timestamps)
+            return series.cast(pl.Int64).rename(column)
         return cast.round(0).cast(pl.Int64).rename(column)
     return cast.cast(dtype).rename(column)
