@@ -45,6 +45,7 @@ class BenchmarkResult:
     """All records (one per model × seed), per-user values, and the leaderboard (mean ± std per model)."""
 
     records: list[dict]
+    primary: str
     per_user: pl.DataFrame
     leaderboard: pl.DataFrame
     significance: pl.DataFrame
@@ -117,16 +118,22 @@ def run_benchmark(
             bar.update(1)
     bar.close()
     users = pl.concat(per_user, how="vertical_relaxed")
-    board = leaderboard(records)
-    significance = significance_vs_best(users, board, "ndcg@10")
-    result = BenchmarkResult(records, users, board, significance, output)
+    primary = primary_metric(ks)
+    board = leaderboard(records, primary)
+    significance = significance_vs_best(users, board, primary)
+    result = BenchmarkResult(records, primary, users, board, significance, output)
     if output is not None:
         write_outputs(result, data, protocol, ks)
     return result
 
 
-def leaderboard(records: list[dict]) -> pl.DataFrame:
-    """Mean and standard deviation over seeds of every metric and timing, best NDCG@10 first."""
+def primary_metric(ks: Sequence[int]) -> str:
+    """The metric that orders the leaderboard: NDCG@10, or NDCG at the largest cut-off when 10 is not one."""
+    return "ndcg@10" if 10 in ks else f"ndcg@{max(ks)}"
+
+
+def leaderboard(records: list[dict], primary: str = "ndcg@10") -> pl.DataFrame:
+    """Mean and standard deviation over seeds of every metric and timing, best ``primary`` first."""
     rows = [{"model": r["model"], "seed": r["seed"], **r["metrics"], **r["timings"]} for r in records]
     frame = pl.DataFrame(rows)
     values = [c for c in frame.columns if c not in ("model", "seed")]
@@ -135,7 +142,7 @@ def leaderboard(records: list[dict]) -> pl.DataFrame:
         *[pl.col(c).mean().alias(c) for c in values],
         *[pl.col(c).std(ddof=1).fill_null(0.0).alias(f"{c}_std") for c in values],
     )
-    return board.sort("ndcg@10", descending=True)
+    return board.sort(primary, descending=True)
 
 
 def significance_vs_best(per_user: pl.DataFrame, board: pl.DataFrame, metric: str) -> pl.DataFrame:
@@ -161,12 +168,17 @@ def write_outputs(result: BenchmarkResult, data: Interactions, protocol: str, ks
     result.per_user.write_parquet(out / "per_user.parquet")
     result.leaderboard.write_csv(out / "leaderboard.csv")
     _plot_ndcg_at_k(result.leaderboard, ks, out / "ndcg_at_k.png")
-    (out / "report.md").write_text(render_report(result, data, protocol, ks))
+    (out / "report.md").write_text(render_report(result, data, protocol))
 
 
 def format_leaderboard(board: pl.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRICS) -> str:
-    """Markdown table: one row per model, ``mean ± std`` per metric, plus fit / evaluation seconds."""
+    """Markdown table: one row per model, ``mean ± std`` per metric, plus fit / evaluation seconds.
+
+    Metrics at cut-offs the benchmark did not compute are left out; with none of ``metrics`` present, every
+    NDCG / recall column is shown."""
     shown = [m for m in metrics if m in board.columns]
+    if not shown:
+        shown = [c for c in board.columns if c.startswith(("ndcg@", "recall@")) and not c.endswith("_std")]
     header = ["model", *shown, "fit s", "eval s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in board.iter_rows(named=True):
@@ -176,7 +188,7 @@ def format_leaderboard(board: pl.DataFrame, metrics: Sequence[str] = LEADERBOARD
     return "\n".join(lines)
 
 
-def render_report(result: BenchmarkResult, data: Interactions, protocol: str, ks: Sequence[int]) -> str:
+def render_report(result: BenchmarkResult, data: Interactions, protocol: str) -> str:
     stats = data.describe()
     seeds = sorted({r["seed"] for r in result.records})
     lines = [
@@ -191,9 +203,9 @@ def render_report(result: BenchmarkResult, data: Interactions, protocol: str, ks
         "",
         format_leaderboard(result.leaderboard),
         "",
-        "## Significance against the best model (NDCG@10)",
+        f"## Significance against the best model ({result.primary})",
         "",
-        "Per-user NDCG@10 averaged over seeds, two-sided paired tests.",
+        f"Per-user {result.primary} averaged over seeds, two-sided paired tests.",
         "",
         "| model | versus | users | Δ mean (best − model) | t-test p | Wilcoxon p |",
         "|---|---|---|---|---|---|",
