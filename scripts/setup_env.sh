@@ -20,9 +20,14 @@ fi
 
 echo "[setup] creating $VENV ($FLAVOUR stack) ..."
 [ -x $VENV/bin/python ] || "$PY" -m venv $VENV
-PIP="$VENV/bin/python -m pip --disable-pip-version-check"
-$PIP install -q -r requirements/$FLAVOUR.txt -r requirements/dev.txt
-$PIP install -q --no-deps -r requirements/torchrec.txt
-$PIP install -q --no-deps -e .
+pip_install() {
+  # This machine's pip config names local index folders that may be absent; drop pip's notes about them.
+  "$VENV/bin/python" -m pip --disable-pip-version-check install -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip_install -r requirements/$FLAVOUR.txt -r requirements/dev.txt
+pip_install --no-deps -r requirements/torchrec.txt
+pip_install --no-deps -e .
 echo "$HASH" > "$STAMP"
 echo "[setup] done"

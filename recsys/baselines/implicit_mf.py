@@ -80,7 +80,7 @@ class BPR(_ImplicitFactors):
         regularization: L2 penalty.
         iterations: epochs over the positives.
         seed: random initialisation and sampling.
-        threads: implicit's worker threads (0 = all cores).
+        threads: implicit's worker threads; 1 (the default) keeps SGD deterministic for a seed, 0 = all cores.
         progress: show implicit's progress bar.
     """
 
@@ -91,7 +91,7 @@ class BPR(_ImplicitFactors):
         regularization: float = 0.01,
         iterations: int = 100,
         seed: int = 2026,
-        threads: int = 0,
+        threads: int = 1,
         progress: bool = False,
     ) -> None:
         self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
