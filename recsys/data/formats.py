@@ -211,46 +211,38 @@ def parse_recbole_atomic(files: Files) -> RawTables:
 
 
 # ------------------------------------------------------------------------------------------------ Amazon
-def parse_amazon_2014(files: Files) -> RawTables:
-    """McAuley's Amazon 2014 5-core reviews (strict JSON lines) and metadata (Python-literal lines)."""
+_AMAZON_REVIEW_FIELDS = {"reviewerID": "user", "asin": "item", "overall": "rating", "unixReviewTime": "timestamp"}
+
+
+def _parse_amazon(files: Files, *, literal_meta: bool, categories: Callable[[dict], list[str]]) -> RawTables:
+    """Reviews (strict JSON lines) plus optional metadata; the two releases differ only in the metadata."""
     path = files["ratings"]
-    reviews = _records_frame(
-        _json_lines(path), {"reviewerID": "user", "asin": "item", "overall": "rating", "unixReviewTime": "timestamp"}, path
-    )
-    items = None
-    if "items" in files:
-        meta = _json_lines(files["items"], python_literals=True)
-        items = pl.DataFrame(
-            {
-                "item": [m["asin"] for m in meta],
-                "title": [m.get("title") for m in meta],
-                "brand": [m.get("brand") for m in meta],
-                "categories": [sorted({c for path_ in m.get("categories", []) for c in path_}) for m in meta],
-            },
-            schema_overrides={"title": pl.String, "brand": pl.String, "categories": pl.List(pl.String)},
-        )
+    reviews = _records_frame(_json_lines(path), _AMAZON_REVIEW_FIELDS, path)
+    if "items" not in files:
+        return RawTables(reviews)
+    meta = _json_lines(files["items"], python_literals=literal_meta)
+    items = pl.DataFrame(
+        {
+            "item": [m["asin"] for m in meta],
+            "title": [m.get("title") for m in meta],
+            "brand": [m.get("brand") for m in meta],
+            "categories": [categories(m) for m in meta],
+        },
+        schema_overrides={"title": pl.String, "brand": pl.String, "categories": pl.List(pl.String)},
+    ).unique("item", keep="first", maintain_order=True)
     return RawTables(reviews, None, items)
+
+
+def parse_amazon_2014(files: Files) -> RawTables:
+    """McAuley's Amazon 2014 5-core reviews and metadata (Python-literal lines, category paths flattened)."""
+    return _parse_amazon(
+        files, literal_meta=True, categories=lambda m: sorted({c for path in m.get("categories", []) for c in path})
+    )
 
 
 def parse_amazon_2018(files: Files) -> RawTables:
-    """Ni et al.'s Amazon 2018 5-core reviews and metadata, both strict JSON lines."""
-    path = files["ratings"]
-    reviews = _records_frame(
-        _json_lines(path), {"reviewerID": "user", "asin": "item", "overall": "rating", "unixReviewTime": "timestamp"}, path
-    )
-    items = None
-    if "items" in files:
-        meta = _json_lines(files["items"])
-        items = pl.DataFrame(
-            {
-                "item": [m["asin"] for m in meta],
-                "title": [m.get("title") for m in meta],
-                "brand": [m.get("brand") for m in meta],
-                "categories": [list(m.get("category", [])) for m in meta],
-            },
-            schema_overrides={"title": pl.String, "brand": pl.String, "categories": pl.List(pl.String)},
-        ).unique("item", keep="first", maintain_order=True)
-    return RawTables(reviews, None, items)
+    """Ni et al.'s Amazon 2018 5-core reviews and metadata, both strict JSON lines (repeated asins kept once)."""
+    return _parse_amazon(files, literal_meta=False, categories=lambda m: list(m.get("category", [])))
 
 
 # ------------------------------------------------------------------------------------------------ MNAR sets
