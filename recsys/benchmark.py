@@ -98,7 +98,7 @@ def run_benchmark(
             bar.set_description(f"{name} seed {seed}")
             model = factory(seed)
             started = time.perf_counter()
-            model.fit(train)
+            model.fit(train, valid)
             fit_s = time.perf_counter() - started
             ev = evaluate(model, test, exclude=[train, valid], k=ks)
             records.append(

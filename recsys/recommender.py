@@ -27,8 +27,8 @@ class Recommender(ABC):
     train_: Interactions | None = None
 
     @abstractmethod
-    def fit(self, train: Interactions) -> Self:
-        """Learn from ``train``; returns ``self``."""
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
+        """Learn from ``train`` (models that early-stop or select checkpoints use ``valid``); returns ``self``."""
 
     @abstractmethod
     def score(self, users: torch.Tensor) -> torch.Tensor:
@@ -47,23 +47,23 @@ class Recommender(ABC):
         self._seen: sp.csr_matrix | None = None
 
     @property
-    def train(self) -> Interactions:
+    def train_data(self) -> Interactions:
         if self.train_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(train) first")
         return self.train_
 
     @property
     def n_users(self) -> int:
-        return self.train.n_users
+        return self.train_data.n_users
 
     @property
     def n_items(self) -> int:
-        return self.train.n_items
+        return self.train_data.n_items
 
     def seen(self) -> sp.csr_matrix:
         """Users × items CSR of the training interactions (cached)."""
         if getattr(self, "_seen", None) is None:
-            self._seen = self.train.to_csr()
+            self._seen = self.train_data.to_csr()
         return self._seen
 
     def recommend(
@@ -81,7 +81,7 @@ class Recommender(ABC):
         """
         from recsys.evaluation.ranking import top_k
 
-        train = self.train
+        train = self.train_data
         if users is None:
             codes = np.arange(train.n_users, dtype=np.int64)
         else:

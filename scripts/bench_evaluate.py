@@ -42,7 +42,7 @@ class FactorModel(Recommender):
     def __init__(self, dim: int = 64, seed: int = 0) -> None:
         self.dim, self.seed = dim, seed
 
-    def fit(self, train: Interactions) -> FactorModel:
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> FactorModel:
         self._remember(train)
         gen = torch.Generator().manual_seed(self.seed)
         self.users_ = torch.randn(train.n_users, self.dim, generator=gen)

@@ -22,7 +22,7 @@ class EASE(Recommender):
     def __init__(self, reg: float = 250.0) -> None:
         self.reg = reg
 
-    def fit(self, train: Interactions) -> Self:
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         self._remember(train)
         x = self.seen().astype(np.float64)
         x.data[:] = 1.0

@@ -22,7 +22,7 @@ class _ImplicitFactors(Recommender):
     def _build(self) -> Any:
         """The configured, unfitted `implicit` model."""
 
-    def fit(self, train: Interactions) -> Self:
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         self._remember(train)
         # implicit warns (and slows down) when BLAS runs its own threads beside implicit's.
         with threadpool_limits(1, "blas"):

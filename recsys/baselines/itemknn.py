@@ -32,7 +32,7 @@ class ItemKNN(Recommender):
         self.shrink = shrink
         self.block_size = block_size
 
-    def fit(self, train: Interactions) -> Self:
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         self._remember(train)
         x = self.seen().astype(np.float32)
         x.data[:] = 1.0

@@ -18,7 +18,7 @@ class Popularity(Recommender):
     negatives), the counts here are the true interaction counts of the training split.
     """
 
-    def fit(self, train: Interactions) -> Self:
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         self._remember(train)
         self.counts_ = torch.from_numpy(train.item_counts().astype(np.float32))
         return self

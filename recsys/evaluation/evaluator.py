@@ -77,6 +77,7 @@ def evaluate(
     sampling: Sampling | None = None,
     batch_size: int = 1024,
     progress: bool = False,
+    users: np.ndarray | None = None,
 ) -> Evaluation:
     """Evaluate a recommender, or a run frame ``user, item, score`` of raw ids, against ``test``.
 
@@ -88,6 +89,8 @@ def evaluate(
         sampling: rank against sampled negatives instead of the full catalogue (models only).
         batch_size: users scored per chunk.
         progress: show a progress bar.
+        users: evaluate only these user codes (models only; used to split users across ranks). Repeated
+            codes are ranked again and reported once per occurrence.
 
     Users with no test items are not evaluated. Test users a model cannot score are counted in
     ``skipped_users`` and logged; test items unknown to a model count as relevant but can never be hit.
@@ -97,11 +100,13 @@ def evaluate(
     if not ks or ks[0] < 1:
         raise ValueError(f"cut-offs must be positive integers, got {k}")
     if isinstance(model, pl.DataFrame):
+        if users is not None:
+            raise ValueError("users= selects model users by code; filter the run frame instead")
         if sampling is not None:
             raise ValueError("sampled evaluation needs a model that scores every item, not a fixed run")
         result = _evaluate_run(model, test, exclude, ks)
     elif isinstance(model, Recommender):
-        result = _evaluate_model(model, test, exclude, ks, sampling, batch_size, progress)
+        result = _evaluate_model(model, test, exclude, ks, sampling, batch_size, progress, users)
     else:
         raise TypeError(f"evaluate() takes a Recommender or a polars run frame, not {type(model).__name__}")
     return _finish(*result, ks=ks, sampling=sampling, seconds=time.perf_counter() - started)
@@ -116,14 +121,17 @@ def _evaluate_model(
     sampling: Sampling | None,
     batch_size: int,
     progress: bool,
+    subset: np.ndarray | None,
 ):
-    train = model.train
+    train = model.train_data
     test_codes, skipped, unknown_items, n_unknown_per_user = _as_codes(test, train.users, train.items, "test")
     excluded = [_as_codes(part, train.users, train.items, "exclude")[0] for part in exclude]
     exclude_csr = _csr(excluded, train.n_users, train.n_items) if excluded else None
     test_csr = _csr([test_codes], train.n_users, train.n_items)
     n_rel = np.diff(test_csr.indptr) + n_unknown_per_user
     users = np.flatnonzero(n_rel > 0)
+    if subset is not None:
+        users = np.asarray(subset, dtype=np.int64)[n_rel[np.asarray(subset, dtype=np.int64)] > 0]
     popularity = _popularity(excluded, train)
     candidates = None
     if sampling is not None:

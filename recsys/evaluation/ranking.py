@@ -21,6 +21,11 @@ def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     return local, cols
 
 
+def _index(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    local, cols = csr_rows(matrix, rows)
+    return torch.from_numpy(local).to(device), torch.from_numpy(cols.astype(np.int64)).to(device)
+
+
 def top_k(
     score: ScoreFn,
     users: np.ndarray,
@@ -34,7 +39,8 @@ def top_k(
     """Top-``k`` items of ``score`` for each user code, in batches.
 
     Args:
-        score: maps ``[B]`` int64 user codes to ``[B, n_items]`` scores.
+        score: maps ``[B]`` int64 user codes (a CPU tensor) to ``[B, n_items]`` scores on any device; the
+            returned tensor is masked in place, so it must not be a view of model state.
         users: ``[U]`` user codes.
         k: list length.
         exclude: users × items CSR; its nonzeros are never recommended (e.g. training items).
@@ -59,15 +65,14 @@ def top_k(
             batch = users[start : start + batch_size]
             block = score(torch.from_numpy(np.array(batch, dtype=np.int64))).to(torch.float32)
             if candidates is not None:
-                rows, cols = csr_rows(candidates, batch)
+                r, c = _index(candidates, batch, block.device)
                 kept = torch.full_like(block, -torch.inf)
-                r, c = torch.from_numpy(rows), torch.from_numpy(cols).long()
                 kept[r, c] = block[r, c]
                 block = kept
             if exclude is not None:
-                rows, cols = csr_rows(exclude, batch)
-                block[torch.from_numpy(rows), torch.from_numpy(cols).long()] = -torch.inf
+                r, c = _index(exclude, batch, block.device)
+                block[r, c] = -torch.inf
             values, indices = torch.topk(block, k, dim=1)
-            items_out[start : start + len(batch)] = indices.numpy()
-            scores_out[start : start + len(batch)] = values.numpy()
+            items_out[start : start + len(batch)] = indices.cpu().numpy()
+            scores_out[start : start + len(batch)] = values.cpu().numpy()
     return items_out, scores_out

@@ -1,0 +1,107 @@
+"""`PairModel`: an `nn.Module` that scores (user, item) pairs from their feature fields through TorchRec tables.
+
+Every model splits into a user side and an item side that meet in `pair_scores` (training, one score per row)
+and `all_scores` (full ranking, every item for a batch of users). The split lets full ranking encode each
+item once per evaluation instead of once per (user, item) pair, and keeps the model sharding-agnostic: both
+sides are plain lookups through the model's `EmbeddingTables`, sharded or not.
+
+Models are configured by hyperparameters and built against a dataset's `FeatureSpace` by `build`, so a YAML
+config or an Optuna trial can create one before the data is known.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Sequence
+
+import torch
+from torch import nn
+from torchrec import KeyedJaggedTensor
+
+from recsys.data.features import FeatureSpace
+from recsys.embeddings.tables import EmbeddingTables, TableSpec, to_kjt
+
+State = dict[str, torch.Tensor]
+
+
+class PairModel(nn.Module):
+    """Base of the latent-factor models. Subclasses define their tables, side encodings and interactions.
+
+    Attributes set by `build`: ``space``, ``user_fields``, ``item_fields``, ``embeddings``.
+    """
+
+    uses_side_features: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.space: FeatureSpace | None = None
+
+    # ------------------------------------------------------------------------------------------ building
+    def build(self, space: FeatureSpace) -> None:
+        """Create the tables and dense layers for ``space`` (called once, before training or loading)."""
+        if self.space is not None:
+            return
+        self.space = space
+        fields = space.fields if self.uses_side_features else tuple(f for f in space.fields if f.name in ("user", "item"))
+        self.user_fields = tuple(f.name for f in fields if f.side == "user")
+        self.item_fields = tuple(f.name for f in fields if f.side == "item")
+        self.embeddings = EmbeddingTables([self.table(f.name, f.cardinality) for f in fields])
+        self.build_dense()
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return self.user_fields + self.item_fields
+
+    @abstractmethod
+    def table(self, name: str, rows: int) -> TableSpec:
+        """The embedding table of one field."""
+
+    def build_dense(self) -> None:
+        """Create dense (non-embedding) layers; fields are known by now."""
+
+    # ------------------------------------------------------------------------------------------ scoring
+    @abstractmethod
+    def side_state(self, pooled: dict[str, torch.Tensor], side: str) -> State:
+        """Encode one side from its pooled field embeddings (``{field: Tensor[B, dim]}``)."""
+
+    @abstractmethod
+    def pair_scores(self, user: State, item: State) -> torch.Tensor:
+        """``[B]`` scores of row-aligned users and items."""
+
+    @abstractmethod
+    def all_scores(self, user: State, item: State) -> torch.Tensor:
+        """``[B, N]`` scores of ``B`` users against ``N`` items."""
+
+    def forward(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        """Scores ``[B]`` of the (user, item) rows in ``features`` (keys ``field_names``, stride ``B``)."""
+        pooled = self.embeddings(features)
+        return self.pair_scores(self.side_state(pooled, "user"), self.side_state(pooled, "item"))
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def features(self, users: torch.Tensor | None = None, items: torch.Tensor | None = None) -> KeyedJaggedTensor:
+        """KJT of all the model's fields for aligned ``users`` / ``items``; a side left out gets empty bags."""
+        assert self.space is not None, "build(space) first"
+        entities = {side: ids for side, ids in (("user", users), ("item", items)) if ids is not None}
+        return to_kjt(self.space, self.field_names, entities)
+
+    def encode(self, side: str, ids: torch.Tensor) -> State:
+        """State of ``ids`` on one side, through the (possibly sharded) tables."""
+        kwargs = {"users": ids} if side == "user" else {"items": ids}
+        return self.side_state(self.embeddings(self.features(**kwargs)), side)
+
+    def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[B]`` scores of aligned code tensors (builds the KJT)."""
+        return self(self.features(users, items))
+
+
+def mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
+    """Dropout → Linear → ReLU per layer (RecBole's ``MLPLayers``), on ``[..., sizes[0]]`` inputs."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Dropout(dropout), nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def concat_fields(pooled: dict[str, torch.Tensor], names: Sequence[str], columns: slice = slice(None)) -> torch.Tensor:
+    """``[B, Σ dims]``: the ``columns`` of each field's pooled embedding, concatenated in ``names`` order."""
+    return torch.cat([pooled[name][:, columns] for name in names], dim=1)

@@ -1,0 +1,101 @@
+"""`fit_task`: train a `RecommenderTask` on given splits with early stopping and best-epoch weights, in memory."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+
+from recsys.data.interactions import Interactions
+from recsys.data.modules import InteractionsDataModule
+
+
+class BestWeights(L.Callback):
+    """Keeps a copy of the weights of the best validation epoch and restores them when training ends."""
+
+    def __init__(self, monitor: str, mode: str = "max") -> None:
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or trainer.sanity_checking:
+            return
+        value = float(value)
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self.state = copy.deepcopy(module.state_dict())
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.state is not None:
+            module.load_state_dict(self.state)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's start-up notices (GPU/TPU availability, tips) while a helper trains in the background."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def monitor_of(task: Any) -> str:
+    """The validation metric a task early-stops on."""
+    from recsys.tasks.objectives import ClickTask
+
+    return "val/auc" if isinstance(task, ClickTask) else "val/ndcg@10"
+
+
+def fit_task(
+    task: Any,
+    train: Interactions,
+    valid: Interactions | None,
+    *,
+    max_epochs: int = 300,
+    patience: int = 10,
+    batch_size: int = 2048,
+    label_threshold: float | None = None,
+    progress: bool = False,
+    **trainer_kwargs: Any,
+) -> Any:
+    """Seed, train and (with ``valid``) early-stop ``task``; the best validation epoch's weights are kept."""
+    L.seed_everything(task.seed, verbose=False)
+    data = InteractionsDataModule.from_splits(
+        train, valid, batch_size=batch_size, seed=task.seed, side_features=task.model.uses_side_features,
+        label_threshold=label_threshold,
+    )  # fmt: skip
+    callbacks: list[L.Callback] = []
+    if valid is not None:
+        monitor = monitor_of(task)
+        task.best_weights_ = BestWeights(monitor)
+        callbacks = [L.pytorch.callbacks.EarlyStopping(monitor, mode="max", patience=patience), task.best_weights_]
+    with quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=1.0 if valid is not None else 0,
+            accelerator=trainer_kwargs.pop("accelerator", "cpu"),
+            **trainer_kwargs,
+        )
+        trainer.fit(task, datamodule=data)
+    task.epochs_trained_ = trainer.current_epoch
+    task.eval()
+    return task
