@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in LIGHTNING_COMMANDS:  # handled by LightningCLI before argparse runs; listed here for --help
+        commands.add_parser(name, help=f"Lightning {name}: recsys {name} --config experiments/<dataset>/<model>.yaml",
+                            add_help=False)  # fmt: skip
 
     data = commands.add_parser("data", help="prepare, import and describe datasets")
     data_cmds = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -77,8 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in LIGHTNING_COMMANDS:
+        from recsys.lightning_cli import main as lightning_main
+
+        lightning_main(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
+        return 0
+    args = build_parser().parse_args(words)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from recsys.data.validation import DataError
 

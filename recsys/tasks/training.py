@@ -69,23 +69,26 @@ def fit_task(
     batch_size: int = 2048,
     label_threshold: float | None = None,
     progress: bool = False,
+    callbacks: list[L.Callback] | None = None,
     **trainer_kwargs: Any,
 ) -> Any:
-    """Seed, train and (with ``valid``) early-stop ``task``; the best validation epoch's weights are kept."""
+    """Seed, train and (with ``valid``) early-stop ``task``; the best validation epoch's weights are kept.
+
+    ``callbacks`` are appended after the early-stopping and best-weights callbacks."""
     L.seed_everything(task.seed, verbose=False)
     data = InteractionsDataModule.from_splits(
         train, valid, batch_size=batch_size, seed=task.seed, side_features=task.model.uses_side_features,
         label_threshold=label_threshold,
     )  # fmt: skip
-    callbacks: list[L.Callback] = []
+    own: list[L.Callback] = []
     if valid is not None:
         monitor = monitor_of(task)
         task.best_weights_ = BestWeights(monitor)
-        callbacks = [L.pytorch.callbacks.EarlyStopping(monitor, mode="max", patience=patience), task.best_weights_]
+        own = [L.pytorch.callbacks.EarlyStopping(monitor, mode="max", patience=patience), task.best_weights_]
     with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=max_epochs,
-            callbacks=callbacks,
+            callbacks=[*own, *(callbacks or [])],
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=progress,

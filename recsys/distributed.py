@@ -1,0 +1,490 @@
+"""Sharding from outside the model: TorchRec `DistributedModelParallel` plans, full-table state dicts, and a Lightning
+strategy (``Trainer(strategy="torchrec")``) that shards a `RecommenderTask`'s tables across ranks.
+
+Models never mention sharding. `shard` wraps any module holding `EmbeddingBagCollection`s in a
+`DistributedModelParallel` (DMP): the collections are swapped for sharded ones in place, and the dense rest is
+data-parallel (DDP). The same code runs on CPUs (gloo) and GPUs (nccl)::
+
+    dist.init_process_group("gloo")                 # or launched by torchrun / Lightning
+    model = MF(64); model.build(space)
+    sharded = shard(model, "row_wise")              # model.embeddings.collection is now sharded
+    scores = sharded(kjt)                           # [B], identical to the unsharded model's
+
+    trainer = L.Trainer(strategy="torchrec", devices=2, accelerator="cpu")   # or TorchRecStrategy("column_wise")
+
+Plans are built by hand (`plan_for`) rather than by TorchRec's planner, because the planner offers row-wise
+sharding of bag collections only on CUDA; hand-built plans work the same on both device types. Every plan uses the
+``dense`` compute kernel: backward fills ``.grad`` of each table shard (a `TableBatchedEmbeddingSlice`) and any
+``torch.optim`` optimiser steps it, instead of the ``fused`` kernel's optimiser-inside-backward.
+
+Gradients: TorchRec divides the gradients of sharded tables by the world size and DDP averages dense and
+data-parallel gradients, so a step on ``world_size`` local batches of mean losses equals one unsharded step on
+their union with the mean loss.
+
+Checkpoints hold *full* tables (and full optimiser moments), gathered from the shards, so a checkpoint written
+under any sharding loads into an unsharded model, into another sharding, or back into the same one.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, Literal, Mapping, get_args
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchrec import EmbeddingBagCollection
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DefaultDataParallelWrapper, DistributedModelParallel
+from torchrec.distributed.sharding_plan import (
+    column_wise,
+    construct_module_sharding_plan,
+    data_parallel,
+    row_wise,
+    table_wise,
+)
+from torchrec.distributed.types import ShardingEnv, ShardingPlan
+from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+Sharding = Literal["table_wise", "row_wise", "column_wise", "data_parallel"]
+SHARDINGS: tuple[str, ...] = get_args(Sharding)
+DENSE = EmbeddingComputeKernel.DENSE.value
+
+
+# ---------------------------------------------------------------------------------------------- plans
+def bag_collections(module: nn.Module) -> dict[str, EmbeddingBagCollection]:
+    """Unsharded `EmbeddingBagCollection`s inside ``module``, by module path (``"model.embeddings.collection"``)."""
+    return {path: m for path, m in module.named_modules() if isinstance(m, EmbeddingBagCollection)}
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _column_split(dim: int, world_size: int) -> list[int]:
+    """Columns per shard: as even as possible over ``min(world_size, dim)`` ranks (``[5, 4]`` for 9 over 2)."""
+    n = min(world_size, dim)
+    return [dim // n + (1 if r < dim % n else 0) for r in range(n)]
+
+
+def plan_for(
+    module: nn.Module,
+    sharding: Sharding = "table_wise",
+    world_size: int | None = None,
+    device_type: str | None = None,
+    local_size: int | None = None,
+) -> ShardingPlan:
+    """A `ShardingPlan` sharding every table of every `EmbeddingBagCollection` in ``module`` the same way.
+
+    Args:
+        module: the model (or LightningModule) holding the collections, unsharded.
+        sharding: ``table_wise`` (whole tables, round-robin over ranks in table order), ``row_wise`` (each table's
+            rows split evenly over all ranks), ``column_wise`` (each table's columns split as evenly as possible
+            over all ranks, e.g. 65 columns over 2 ranks as 33 + 32) or ``data_parallel`` (every rank holds every
+            table; gradients all-reduced).
+        world_size: ranks (default: the initialised process group's size, else 1).
+        device_type: ``cpu`` or ``cuda`` (default: cuda when available and the process group is nccl's).
+        local_size: ranks per host (default ``$LOCAL_WORLD_SIZE`` or ``world_size``).
+
+    Returns:
+        Plan keyed by collection path; every table uses the ``dense`` compute kernel.
+    """
+    if sharding not in SHARDINGS:
+        raise ValueError(f"unknown sharding {sharding!r}; choose one of {list(SHARDINGS)}")
+    world_size = world_size or _world_size()
+    device_type = device_type or _default_device().type
+    local_size = local_size or int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    sharder = EmbeddingBagCollectionSharder()
+    plan: dict[str, Any] = {}
+    next_rank = 0
+    collections = bag_collections(module)
+    if not collections:
+        raise ValueError(f"{type(module).__name__} holds no unsharded EmbeddingBagCollection to shard")
+    for path, ebc in collections.items():
+        generators = {}
+        for config in ebc.embedding_bag_configs():
+            if sharding == "table_wise":
+                generators[config.name] = table_wise(rank=next_rank % world_size, compute_kernel=DENSE)
+                next_rank += 1
+            elif sharding == "row_wise":
+                generators[config.name] = row_wise(compute_kernel=DENSE)
+            elif sharding == "column_wise":
+                sizes = _column_split(config.embedding_dim, world_size)
+                even = len(set(sizes)) == 1
+                generators[config.name] = (
+                    column_wise(ranks=list(range(len(sizes))), compute_kernel=DENSE)
+                    if even
+                    else column_wise(size_per_rank=sizes, compute_kernel=DENSE)
+                )
+            else:
+                generators[config.name] = data_parallel()  # its only kernel is dense
+        plan[path] = construct_module_sharding_plan(
+            ebc, generators, sharder=sharder, local_size=local_size, world_size=world_size, device_type=device_type
+        )
+    return ShardingPlan(plan)
+
+
+def _default_device() -> torch.device:
+    nccl = dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl"
+    if nccl and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------- sharding
+def shard(
+    module: nn.Module,
+    sharding: Sharding = "table_wise",
+    device: torch.device | str | None = None,
+    *,
+    keep_weights: bool = True,
+    data_parallel_wrapper: DefaultDataParallelWrapper | None = None,
+) -> DistributedModelParallel:
+    """Shard ``module``'s embedding tables over the default process group; the dense rest becomes DDP.
+
+    Args:
+        module: unsharded module (its collections are replaced in place by sharded ones).
+        sharding: see `plan_for`.
+        device: compute device of this rank (default: ``cuda:$LOCAL_RANK`` under nccl, else cpu).
+        keep_weights: start the shards from rank 0's current table weights (broadcast, then each rank copies its
+            slice), so a sharded model equals the unsharded one it came from; without it TorchRec re-initialises
+            the shards from each table's ``init_fn``. Ignored for tables on the meta device.
+        data_parallel_wrapper: TorchRec's DDP wrapper of the dense part (default: no static graph, no unused
+            parameter search).
+
+    Returns:
+        The DMP; ``dmp(*args)`` calls ``module``'s forward through DDP.
+    """
+    device = torch.device(device) if device is not None else _default_device()
+    world = _world_size()
+    plan = plan_for(module, sharding, world_size=world, device_type=device.type)
+    full: dict[str, torch.Tensor] = {}
+    if keep_weights:
+        for path in bag_collections(module):
+            owner = module.get_submodule(path)
+            for key, value in owner.state_dict().items():
+                if value.device.type != "meta":
+                    full[f"{path}.{key}"] = value.detach().to(device).clone()
+        if world > 1:
+            for value in full.values():
+                dist.broadcast(value, src=0)
+    dmp = DistributedModelParallel(
+        module,
+        env=ShardingEnv.from_process_group(dist.group.WORLD),
+        device=device,
+        plan=plan,
+        sharders=[EmbeddingBagCollectionSharder()],
+        data_parallel_wrapper=data_parallel_wrapper or DefaultDataParallelWrapper(static_graph=False),
+    )
+    if full:
+        load_full_state_dict(dmp.module, full, strict=False)
+    return dmp
+
+
+# ---------------------------------------------------------------------------------------------- state
+def _slices(offsets: list[int], sizes: list[int]) -> tuple[slice, ...]:
+    return tuple(slice(o, o + s) for o, s in zip(offsets, sizes))
+
+
+def _layout(module: nn.Module) -> dict[str, tuple[tuple[int, ...], tuple[slice, ...] | None]]:
+    """``{state key: (full shape, this rank's slice of it or None)}`` of every sharded tensor in ``module``."""
+    layout = {}
+    for key, value in module.state_dict().items():
+        if isinstance(value, ShardedTensor):
+            shards = value.local_shards()
+            if len(shards) > 1:
+                raise NotImplementedError(f"{key}: more than one shard per rank")
+            where = _slices(shards[0].metadata.shard_offsets, shards[0].metadata.shard_sizes) if shards else None
+            layout[key] = (tuple(value.size()), where)
+    return layout
+
+
+def full_state_dict(module: nn.Module) -> dict[str, Any]:
+    """``module.state_dict()`` with every sharded table gathered into a full CPU tensor, on every rank.
+
+    Collective: every rank must call it. The result is the state dict of the unsharded module.
+    """
+    state = module.state_dict()
+    sharded = {k: v for k, v in state.items() if isinstance(v, ShardedTensor)}
+    if not sharded:
+        return state
+    mine = {
+        k: [(s.metadata.shard_offsets, s.metadata.shard_sizes, s.tensor.detach().cpu()) for s in v.local_shards()]
+        for k, v in sharded.items()
+    }
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    out = {}
+    for key, value in state.items():
+        if key in sharded:
+            full = torch.empty(tuple(value.size()), dtype=value.dtype)
+            for pieces in gathered:
+                for offsets, sizes, tensor in pieces[key]:
+                    full[_slices(offsets, sizes)] = tensor
+            out[key] = full
+        else:
+            out[key] = value
+    return out
+
+
+def load_full_state_dict(module: nn.Module, state: Mapping[str, Any], strict: bool = True) -> None:
+    """Load an unsharded state dict (full tables) into a possibly sharded ``module``: each rank copies its slice.
+
+    Not collective. Keys of sharded tables are matched by name; all others go through ``module.load_state_dict``.
+    """
+    layout = _layout(module)
+    local = module.state_dict()
+    with torch.no_grad():
+        for key, (shape, where) in layout.items():
+            if key not in state or isinstance(state[key], ShardedTensor):
+                continue
+            value = state[key]
+            if tuple(value.shape) != shape:
+                raise RuntimeError(f"{key}: checkpoint shape {tuple(value.shape)} != model shape {shape}")
+            if where is not None:
+                target = local[key].local_shards()[0].tensor
+                target.copy_(value[where].to(target.device, target.dtype))
+    rest = {k: v for k, v in state.items() if k not in layout or isinstance(v, ShardedTensor)}
+    result = module.load_state_dict(rest, strict=False)
+    if strict:
+        missing = [k for k in result.missing_keys if k not in layout or k not in state]
+        missing += [k for k in layout if k not in state and k not in missing]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {result.unexpected_keys}")
+
+
+def _indexed_params(module: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[torch.Tensor, str | None]]:
+    """The optimiser's parameters in its state-dict index order, with their names in ``module``."""
+    names = {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
+    return [(p, names.get(id(p))) for group in optimizer.param_groups for p in group["params"]]
+
+
+def full_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()`` with the per-element state of sharded tables (Adam's moments) gathered into
+    full-table tensors, on every rank; what the same optimiser over the unsharded module would hold.
+
+    Collective: every rank must call it.
+    """
+    optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer
+    state_dict = optimizer.state_dict()
+    layout = _layout(module)
+    params = _indexed_params(module, optimizer)
+    sharded = {i: name for i, (_, name) in enumerate(params) if name in layout}
+    if not sharded or _world_size() == 1:
+        return state_dict
+    mine = {}
+    for i, name in sharded.items():
+        entry, where = state_dict["state"].get(i), layout[name][1]
+        if entry is None or where is None:
+            continue
+        local_shape = tuple(params[i][0].shape)
+        mine[i] = (
+            where,
+            {k: v.detach().cpu() if torch.is_tensor(v) and tuple(v.shape) == local_shape else v for k, v in entry.items()},
+        )
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    state = {i: v for i, v in state_dict["state"].items() if i not in sharded}
+    for i, name in sharded.items():
+        parts = [g[i] for g in gathered if i in g]
+        if not parts:
+            continue
+        shape = layout[name][0]
+        merged: dict[str, Any] = {}
+        for key, value in parts[0][1].items():
+            if torch.is_tensor(value) and value.dim() == len(shape) and value.dim() > 0:
+                full = torch.zeros(shape, dtype=value.dtype)
+                for where, entry in parts:
+                    full[where] = entry[key]
+                merged[key] = full
+            else:
+                merged[key] = value
+        state[i] = merged
+    return {"state": dict(sorted(state.items())), "param_groups": state_dict["param_groups"]}
+
+
+def load_full_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer, full: Mapping[str, Any]) -> None:
+    """Load a `full_optimizer_state` (or an unsharded optimiser's state dict): each rank keeps its shards' slices."""
+    optimizer = getattr(optimizer, "_optimizer", optimizer)
+    layout = _layout(module)
+    params = _indexed_params(module, optimizer)
+    state = {}
+    for i, entry in full["state"].items():
+        name = params[int(i)][1]
+        if name not in layout:
+            state[i] = entry
+            continue
+        shape, where = layout[name]
+        if where is None:
+            continue  # this rank holds no part of the table
+        state[i] = {k: v[where].clone() if torch.is_tensor(v) and tuple(v.shape) == shape else v for k, v in entry.items()}
+    optimizer.load_state_dict({"state": state, "param_groups": full["param_groups"]})
+
+
+# ---------------------------------------------------------------------------------------------- Lightning
+def _lightning_strategy() -> type:
+    """Build `TorchRecStrategy` (kept in a function so the module's import stays free of Lightning's strategies)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+    from lightning.pytorch.strategies.ddp import _DDPForwardRedirection
+    from lightning.pytorch.trainer.states import TrainerFn
+    from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+    from lightning.fabric.utilities.optimizer import _optimizers_to_device
+    from torch.nn.parallel import DistributedDataParallel
+
+    class _DMPForwardRedirection(_DDPForwardRedirection):
+        """Lightning's DDP redirection, pointed at the DDP inside the DMP (manual optimisation toggles its sync)."""
+
+        @staticmethod
+        def _inner(wrapper: nn.Module) -> nn.Module:
+            inner = getattr(wrapper, "_dmp_wrapped_module", wrapper)
+            return inner if isinstance(inner, DistributedDataParallel) else wrapper
+
+        def on_after_inner_forward(self, wrapper_module: nn.Module, original_module: pl.LightningModule) -> None:
+            super().on_after_inner_forward(self._inner(wrapper_module), original_module)
+
+        def on_after_outer_forward(self, wrapper_module: nn.Module, original_module: pl.LightningModule) -> None:
+            super().on_after_outer_forward(self._inner(wrapper_module), original_module)
+
+    class TorchRecStrategy(DDPStrategy):
+        """DDP with the LightningModule's embedding tables sharded by TorchRec ``DistributedModelParallel``.
+
+        ``training_step``/``validation_step``/... run inside the DMP → DDP wrapper (Lightning's forward
+        redirection, as for DDP), so dense gradients are all-reduced and sharded lookups exchange their all-to-alls.
+        Tables are sharded in every stage (fit, validate, test, predict) since sharded lookups are collective.
+        Checkpoints hold full tables and full optimiser state (see `full_state_dict`), loaded after sharding.
+
+        Registered as ``"torchrec"`` (table-wise, processes launched like ``"ddp"``: a re-run of the script, or
+        externally by ``torchrun``). Backend: gloo on CPU, nccl on CUDA.
+
+        Args:
+            sharding: ``table_wise``, ``row_wise``, ``column_wise`` or ``data_parallel`` (see `plan_for`).
+            keep_weights: start the shards from rank 0's initial tables (see `shard`).
+            static_graph, find_unused_parameters, **kwargs: passed to the DDP of the dense part.
+        """
+
+        strategy_name = "torchrec"
+
+        def __init__(
+            self,
+            sharding: str = "table_wise",
+            keep_weights: bool = True,
+            static_graph: bool = False,
+            find_unused_parameters: bool = False,
+            accelerator: Any = None,
+            parallel_devices: list[torch.device] | None = None,
+            cluster_environment: Any = None,
+            checkpoint_io: Any = None,
+            precision_plugin: Any = None,
+            process_group_backend: str | None = None,
+            timeout: timedelta | None = default_pg_timeout,
+            start_method: Literal["popen", "spawn", "fork", "forkserver"] = "popen",
+            **kwargs: Any,
+        ) -> None:
+            if sharding not in SHARDINGS:
+                raise ValueError(f"unknown sharding {sharding!r}; choose one of {list(SHARDINGS)}")
+            super().__init__(
+                accelerator=accelerator, parallel_devices=parallel_devices, cluster_environment=cluster_environment,
+                checkpoint_io=checkpoint_io, precision_plugin=precision_plugin,
+                process_group_backend=process_group_backend, timeout=timeout, start_method=start_method, **kwargs,
+            )  # fmt: skip
+            self.sharding, self.keep_weights = sharding, keep_weights
+            self._static_graph, self._find_unused = static_graph, find_unused_parameters
+            self._forward_redirection = _DMPForwardRedirection()
+
+        # -------------------------------------------------------------------------------- wrapping
+        def setup(self, trainer: pl.Trainer) -> None:
+            assert self.accelerator is not None and self.model is not None
+            self.accelerator.setup(trainer)
+            fitting = trainer.state.fn == TrainerFn.FITTING
+            if fitting and self._layer_sync:
+                self.model = self._layer_sync.apply(self.model)
+            self.precision_plugin.convert_module(self.model)
+            self.model_to_device()
+            self.configure_ddp()  # every stage: sharded lookups are collective
+            if fitting:
+                self.setup_optimizers(trainer)
+            self.setup_precision_plugin()
+            if fitting:
+                _optimizers_to_device(self.optimizers, self.root_device)
+
+        def _setup_model(self, model: nn.Module) -> DistributedModelParallel:
+            wrapper = DefaultDataParallelWrapper(
+                static_graph=self._static_graph, find_unused_parameters=self._find_unused, ddp_kwargs=self._ddp_kwargs
+            )
+            if not bag_collections(model):  # already sharded (an earlier fit of the same module): only re-wrap
+                return DistributedModelParallel(
+                    model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=self.root_device,
+                    plan=ShardingPlan({}), sharders=[EmbeddingBagCollectionSharder()], data_parallel_wrapper=wrapper,
+                )  # fmt: skip
+            return shard(model, self.sharding, self.root_device, keep_weights=self.keep_weights,
+                         data_parallel_wrapper=wrapper)  # fmt: skip
+
+        def teardown(self) -> None:
+            if isinstance(self.model, DistributedModelParallel):
+                self.model = self.lightning_module  # unwrap; the module keeps its sharded tables
+            super().teardown()
+
+        # -------------------------------------------------------------------------------- checkpoints
+        @property
+        def restore_checkpoint_after_setup(self) -> bool:
+            return True  # load full tables into the shards, not into tables about to be replaced
+
+        def lightning_module_state_dict(self) -> dict[str, Any]:
+            assert self.lightning_module is not None
+            return full_state_dict(self.lightning_module)
+
+        def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+            assert self.lightning_module is not None
+            return full_optimizer_state(self.lightning_module, optimizer)
+
+        def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
+            assert self.lightning_module is not None
+            load_full_state_dict(self.lightning_module, checkpoint["state_dict"], strict=strict)
+
+        def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
+            assert self.lightning_module is not None
+            for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"]):
+                load_full_optimizer_state(self.lightning_module, optimizer, state)
+                _optimizers_to_device([optimizer], self.root_device)
+
+        @classmethod
+        def register_strategies(cls, strategy_registry: Any) -> None:
+            strategy_registry.register(
+                "torchrec", cls, description="TorchRec DistributedModelParallel (table-wise)", override=True
+            )
+
+    TorchRecStrategy.register_strategies(StrategyRegistry)
+    return TorchRecStrategy
+
+
+TorchRecStrategy = _lightning_strategy()
+
+
+# ---------------------------------------------------------------------------------------------- launching
+def free_port() -> int:
+    """A free TCP port on this host (for ``MASTER_PORT``)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_entry(rank: int, world_size: int, port: int, fn: Any, args: tuple) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank), RANK=str(rank), NODE_RANK="0",
+        WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
+    )  # fmt: skip
+    fn(rank, world_size, *args)
+
+
+def spawn(fn: Any, world_size: int, *args: Any) -> None:
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` fresh processes on this host, with the environment
+    torchrun would set, so ``Trainer(strategy="torchrec", devices=world_size)`` inside ``fn`` treats them as its
+    ranks (and a bare ``dist.init_process_group`` finds its peers). ``fn`` must be importable (module level)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rank_entry, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True)

@@ -1,0 +1,103 @@
+"""`recsys fit | validate | test | predict`: LightningCLI over `RecommenderTask` subclasses and the data module.
+
+Every key of a YAML config is checked against the typed constructors (a typo fails naming the key). After
+``fit`` the best checkpoint (by the monitored validation metric) is tested and the run folder gets
+``results.json`` (the benchmark record schema), ``per_user.parquet``, ``versions.json`` beside Lightning's
+``config.yaml``, ``metrics.csv`` and ``checkpoints/``. ``predict`` writes ``recommendations.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+from lightning.pytorch.cli import LightningCLI
+
+from recsys.data.modules import InteractionsDataModule
+from recsys.tasks.base import RecommenderTask
+
+
+class RecsysCLI(LightningCLI):
+    """LightningCLI with recsys' run-folder artefacts; resuming ``fit`` continues in the checkpoint's run folder."""
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand != "fit":
+            return
+        config = self.config[self.subcommand]
+        ckpt = config.get("ckpt_path")
+        logger = config.trainer.get("logger")
+        if not ckpt or not isinstance(ckpt, str) or Path(ckpt).parent.name != "checkpoints":
+            return
+        # <save_dir>/<name>/<version>/checkpoints/x.ckpt: log into the same version, so the checkpoint
+        # callback finds its own folder and keeps its best-so-far state across the interruption.
+        if logger is not None and not isinstance(logger, bool) and "init_args" in logger:
+            run = Path(ckpt).parent.parent
+            logger.init_args["version"] = run.name
+            # CSVLogger deletes an existing metrics.csv; keep the interrupted part's log beside the new one.
+            if (run / "metrics.csv").exists():
+                (run / "metrics.csv").rename(run / f"metrics.until-{Path(ckpt).stem}.csv")
+
+    def after_fit(self) -> None:
+        callback = self.trainer.checkpoint_callback
+        best = getattr(callback, "best_model_path", "") if callback is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+        self._write_results(checkpoint=best)
+
+    def after_test(self) -> None:
+        self._write_results(checkpoint=self.config_init[self.subcommand].get("ckpt_path") or "")
+
+    def after_predict(self) -> None:
+        frames = [f for f in (self.trainer.predict_loop.predictions or []) if isinstance(f, pl.DataFrame)]
+        if frames:
+            path = self.run_dir() / "recommendations.parquet"
+            pl.concat(frames).write_parquet(path)
+            print(f"wrote {path}")
+
+    def run_dir(self) -> Path:
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _write_results(self, checkpoint: str) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        from recsys.benchmark import versions
+
+        task: RecommenderTask = self.model
+        data: InteractionsDataModule = self.datamodule
+        evaluation = task.test_evaluation_
+        metrics = dict(getattr(task, "test_metrics_", {}) or (evaluation.summary if evaluation else {}))
+        epoch = self.trainer.current_epoch
+        record = {
+            "dataset": data.dataset,
+            "protocol": data.protocol,
+            "model": f"{type(task.model).__name__.lower()}-{type(task).__name__.removesuffix('Task').lower()}",
+            "seed": self.config_init[self.subcommand].get("seed_everything"),
+            "params": {k: v for k, v in task.params().items() if isinstance(v, (int, float, str, bool))},
+            "metrics": metrics,
+            "timings": {"epochs": epoch},
+            "versions": versions(),
+            "checkpoint": checkpoint,
+        }
+        folder = self.run_dir()
+        (folder / "results.json").write_text(json.dumps([record], indent=2))
+        (folder / "versions.json").write_text(json.dumps(record["versions"], indent=2))
+        if evaluation is not None:
+            evaluation.per_user.write_parquet(folder / "per_user.parquet")
+        print(f"test: {json.dumps({k: round(v, 4) for k, v in metrics.items() if '@' not in k or k.endswith('@10')})}")
+        print(f"wrote {folder}/results.json")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run a Lightning subcommand: ``argv`` starts with ``fit``, ``validate``, ``test`` or ``predict`` (``None``:
+    the process's command line)."""
+    RecsysCLI(
+        RecommenderTask,
+        InteractionsDataModule,
+        subclass_mode_model=True,
+        save_config_kwargs={"overwrite": True},
+        args=None if argv is None else list(argv),
+        parser_kwargs={"prog": "recsys"},
+    )

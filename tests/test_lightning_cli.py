@@ -1,0 +1,103 @@
+"""`recsys fit | test | predict` through LightningCLI: run-folder artefacts, key checking, exact resume."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.cli import main
+from recsys.data.registry import import_file
+
+
+@pytest.fixture()
+def config(tmp_path, monkeypatch) -> Path:
+    """A small imported dataset and an MF-BPR config over it (no early stopping: fixed epochs)."""
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(5)
+    rows = [(u, int(i), int(t)) for u in range(50) for t, i in enumerate(rng.choice(60, 12, replace=False))]
+    pl.DataFrame(rows, schema=["u", "i", "t"], orient="row").write_csv(tmp_path / "tiny.csv")
+    import_file(tmp_path / "tiny.csv", name="tiny", user_col="u", item_col="i", timestamp_col="t")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        f"""seed_everything: 7
+trainer:
+  max_epochs: 4
+  accelerator: cpu
+  num_sanity_val_steps: 0
+  enable_progress_bar: false
+  enable_model_summary: false
+  logger: {{class_path: lightning.pytorch.loggers.CSVLogger, init_args: {{save_dir: {tmp_path / 'runs'}, name: tiny}}}}
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {{monitor: val/ndcg@10, mode: max, save_top_k: 1}}
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {{save_top_k: 1, filename: last}}
+model:
+  class_path: recsys.tasks.BPRTask
+  init_args:
+    model: {{class_path: recsys.models.MF, init_args: {{embedding_dim: 8}}}}
+    lr: 0.01
+    seed: 7
+data: {{dataset: tiny, protocol: user-811, seed: 7, batch_size: 64}}
+"""
+    )
+    return path
+
+
+def _results(run: Path) -> dict:
+    return json.loads((run / "results.json").read_text())[0]
+
+
+def test_fit_writes_the_run_folder(config, tmp_path) -> None:
+    main(["fit", "--config", str(config)])
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    for name in ("config.yaml", "metrics.csv", "results.json", "per_user.parquet", "versions.json", "checkpoints/last.ckpt"):
+        assert (run / name).exists(), name
+    record = _results(run)
+    assert {"dataset", "protocol", "model", "seed", "params", "metrics", "versions"} <= set(record)
+    assert record["dataset"] == "tiny" and record["seed"] == 7 and record["model"] == "mf-bpr"
+    assert 0.0 <= record["metrics"]["ndcg@10"] <= 1.0
+    assert pl.read_parquet(run / "per_user.parquet")["ndcg@10"].mean() == pytest.approx(record["metrics"]["ndcg@10"])
+
+
+def test_a_typo_in_a_config_key_names_the_key(config, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), "--model.init_args.lrr", "0.1"])
+    assert "lrr" in capsys.readouterr().err
+
+
+def test_same_config_and_seed_give_the_same_numbers(config, tmp_path) -> None:
+    main(["fit", "--config", str(config)])
+    main(["fit", "--config", str(config)])
+    runs = tmp_path / "runs" / "tiny"
+    assert _results(runs / "version_0")["metrics"] == _results(runs / "version_1")["metrics"]
+
+
+def test_resuming_a_stopped_run_reaches_the_uninterrupted_result(config, tmp_path) -> None:
+    main(["fit", "--config", str(config)])  # version_0: 4 epochs straight
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "2"])  # version_1: stopped after 2
+    last = tmp_path / "runs" / "tiny" / "version_1" / "checkpoints" / "last.ckpt"
+    main(["fit", "--config", str(config), "--ckpt_path", str(last)])  # resumes epochs 3-4 in version_1
+    runs = tmp_path / "runs" / "tiny"
+    assert not (runs / "version_2").exists()
+    assert len(list((runs / "version_1").glob("metrics.until-*.csv"))) == 1  # the interrupted part's log is kept
+    straight, resumed = _results(runs / "version_0")["metrics"], _results(runs / "version_1")["metrics"]
+    assert resumed == pytest.approx(straight, rel=1e-6, abs=1e-9)
+    import torch
+
+    final = [torch.load(runs / v / "checkpoints" / "last.ckpt", weights_only=False) for v in ("version_0", "version_1")]
+    assert final[0]["global_step"] == final[1]["global_step"] == 32
+    for name, tensor in final[0]["state_dict"].items():
+        torch.testing.assert_close(final[1]["state_dict"][name], tensor, rtol=0, atol=0)
+
+
+def test_test_and_predict_on_a_checkpoint(config, tmp_path) -> None:
+    main(["fit", "--config", str(config)])
+    last = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    main(["test", "--config", str(config), "--ckpt_path", str(last)])
+    assert _results(tmp_path / "runs" / "tiny" / "version_1")["checkpoint"] == str(last)
+    main(["predict", "--config", str(config), "--ckpt_path", str(last)])
+    recs = pl.read_parquet(tmp_path / "runs" / "tiny" / "version_2" / "recommendations.parquet")
+    assert recs.columns == ["user", "item", "score", "rank"] and recs["user"].n_unique() == 50

@@ -1,0 +1,126 @@
+"""Latent-factor models: full-ranking decomposition equals pair scoring, FM equals its brute-force definition,
+and every task passes the shared Recommender contract."""
+
+import itertools
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from recsys.data.features import feature_space
+from recsys.data.interactions import Interactions
+from recsys.models import FM, MF, DeepFM, NeuMF
+from recsys.tasks import BCETask, BPRTask, MSETask
+from recsys.testing import RecommenderContract
+
+
+@pytest.fixture(scope="module")
+def rich() -> Interactions:
+    """Users and items with side features, a multi-valued genre bag and a missing feature row."""
+    rng = np.random.default_rng(0)
+    frame = pl.DataFrame({"user": rng.integers(0, 12, 80), "item": rng.integers(100, 115, 80), "rating": rng.integers(1, 6, 80)})
+    users = pl.DataFrame({"user": list(range(11)), "age": [15, 22, 30, 40, 47, 52, 60, 33, 27, 19, 45],
+                          "gender": list("MFMFMFMFMFM"), "occupation": ["a", "b", "c"] * 3 + ["a", "b"]})  # fmt: skip
+    items = pl.DataFrame({"item": list(range(100, 115)), "year": [1940 + 5 * i for i in range(15)],
+                          "genres": [["x"], ["x", "y"], ["y", "z"], [], ["z"]] * 3})  # fmt: skip
+    frame = frame.unique(["user", "item"])
+    return Interactions.from_frame(frame, rating_col="rating", user_features=users, item_features=items)
+
+
+MODELS = {
+    "mf": lambda: MF(6),
+    "mf-nobias": lambda: MF(6, biases=False),
+    "neumf": lambda: NeuMF(4, 5, hidden=(8, 4), dropout=0.3),
+    "fm": lambda: FM(5),
+    "deepfm": lambda: DeepFM(5, hidden=(8, 6), dropout=0.3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_all_scores_equal_pair_scores(rich, name) -> None:
+    torch.manual_seed(0)
+    model = MODELS[name]()
+    model.build(feature_space(rich, side_features=True))
+    model.eval()
+    users, items = torch.arange(rich.n_users), torch.arange(rich.n_items)
+    with torch.no_grad():
+        full = model.all_scores(model.encode("user", users), model.encode("item", items))
+        grid_u, grid_i = torch.cartesian_prod(users, items).T
+        pairs = model.score_pairs(grid_u, grid_i).view(rich.n_users, rich.n_items)
+    assert full.shape == (rich.n_users, rich.n_items)
+    torch.testing.assert_close(full, pairs, rtol=1e-5, atol=1e-5)
+
+
+def test_fm_equals_its_brute_force_definition(rich) -> None:
+    torch.manual_seed(1)
+    model = FM(4)
+    space = feature_space(rich, side_features=True)
+    model.build(space)
+    assert model.field_names == ("user", "age", "gender", "occupation", "item", "genres", "year")
+    with torch.no_grad():
+        model.global_bias.fill_(0.3)
+        u, i = torch.tensor([3, 7]), torch.tensor([1, 3])  # item code 3 has an empty genre bag
+        pooled = model.embeddings(model.features(u, i))
+        expected = []
+        for row in range(2):
+            vectors = [pooled[f][row, :4] for f in model.field_names]
+            linear = sum(pooled[f][row, 4] for f in model.field_names)
+            pairwise = sum((a * b).sum() for a, b in itertools.combinations(vectors, 2))
+            expected.append(0.3 + linear + pairwise)
+        torch.testing.assert_close(model.score_pairs(u, i), torch.stack(expected))
+
+
+def test_mf_score_is_dot_product_plus_biases(rich) -> None:
+    model = MF(3)
+    model.build(feature_space(rich))
+    weights = {n: t.weight for n, t in model.embeddings.collection.embedding_bags.items()}
+    with torch.no_grad():
+        model.global_bias.fill_(0.5)
+        expected = weights["user"][2, :3] @ weights["item"][4, :3] + weights["user"][2, 3] + weights["item"][4, 3] + 0.5
+        torch.testing.assert_close(model.score_pairs(torch.tensor([2]), torch.tensor([4]))[0], expected)
+
+
+def test_models_use_torchrec_tables(rich) -> None:
+    from torchrec import EmbeddingBagCollection
+
+    model = NeuMF(4, 4)
+    model.build(feature_space(rich))
+    assert isinstance(model.embeddings.collection, EmbeddingBagCollection)
+    assert not [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+
+
+class _Quick:
+    """Short training for the contract's tiny data."""
+
+    def fit(self, train, valid=None):
+        return super().fit(train, valid, max_epochs=30, batch_size=64)
+
+
+class QuickBPR(_Quick, BPRTask):
+    pass
+
+
+class QuickBCE(_Quick, BCETask):
+    pass
+
+
+class QuickMSE(_Quick, MSETask):
+    pass
+
+
+class TestMFBPR(RecommenderContract):
+    def make_model(self):
+        return QuickBPR(MF(8), lr=0.02, seed=3)
+
+
+class TestNeuMFBCE(RecommenderContract):
+    def make_model(self):
+        return QuickBCE(NeuMF(8, 8, hidden=(16, 8), dropout=0.0), lr=0.01, negatives=2, seed=3)
+
+
+class TestDeepFMBPR(RecommenderContract):
+    personalised = True
+
+    def make_model(self):
+        return QuickBPR(DeepFM(8, hidden=(16,), dropout=0.0), lr=0.02, seed=3)
