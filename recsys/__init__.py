@@ -27,6 +27,9 @@ _LAZY = {
     "evaluate": ("recsys.evaluation.evaluator", "evaluate"),
     "Sampling": ("recsys.evaluation.evaluator", "Sampling"),
     "compare": ("recsys.evaluation.significance", "compare"),
+    "models": ("recsys.models", None),
+    "tasks": ("recsys.tasks", None),
+    "fit": ("recsys.tasks.training", "fit"),
 }
 
 __all__ = ["__version__", *_LAZY]

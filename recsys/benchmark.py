@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import polars as pl
 
@@ -27,14 +27,31 @@ log = logging.getLogger(__name__)
 ModelFactory = Callable[[int], Recommender]
 """Builds an unfitted recommender for a seed."""
 
+def _task(objective: str, model: str, model_kwargs: dict[str, Any] | None = None, **task_kwargs: Any) -> ModelFactory:
+    """Factory of a Lightning model (imported on use, so runs of the baselines alone never load torchrec)."""
+
+    def build(seed: int) -> Recommender:
+        from recsys import models, tasks
+
+        task_class = {"bpr": tasks.BPRTask, "bce": tasks.BCETask}[objective]
+        return task_class(getattr(models, model)(**(model_kwargs or {})), seed=seed, **task_kwargs)
+
+    return build
+
+
 BUILTIN_MODELS: dict[str, ModelFactory] = {
     "pop": lambda seed: Popularity(),
     "itemknn": lambda seed: ItemKNN(k=100, shrink=0.0),
     "ease": lambda seed: EASE(reg=250.0),
     "als": lambda seed: ALS(seed=seed),
     "bpr": lambda seed: BPR(seed=seed),
+    "mf-bpr": _task("bpr", "MF", {"embedding_dim": 64}),
+    "mf-bce": _task("bce", "MF", {"embedding_dim": 64}, negatives=4),
+    "neumf": _task("bce", "NeuMF"),
+    "fm-bpr": _task("bpr", "FM", {"embedding_dim": 64}),
+    "deepfm-bpr": _task("bpr", "DeepFM", {"embedding_dim": 64}),
 }
-DEFAULT_MODELS = ("pop", "itemknn", "ease", "als", "bpr")
+DEFAULT_MODELS = ("pop", "itemknn", "ease", "als", "bpr", "mf-bpr", "neumf")
 DEFAULT_SEEDS = (2026, 2027, 2028)
 DEFAULT_KS = (1, 5, 10, 20, 50)
 LEADERBOARD_METRICS = ("ndcg@10", "recall@10", "precision@10", "hit@10", "mrr@10", "map@10", "ndcg@20", "coverage@10")

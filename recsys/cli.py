@@ -24,7 +24,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 BENCHMARK_DEFAULTS: dict = {
     "dataset": "ml-100k",
     "protocol": "user-811",
-    "models": ("pop", "itemknn", "ease", "als", "bpr"),
+    "models": ("pop", "itemknn", "ease", "als", "bpr", "mf-bpr", "neumf"),
     "seeds": (2026, 2027, 2028),
     "k": (1, 5, 10, 20, 50),
     "output": "results/benchmark",

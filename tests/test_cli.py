@@ -96,3 +96,27 @@ def test_benchmark_config_rejects_unknown_keys(tmp_path, capsys) -> None:
     config.write_text("dataset: ml-100k\nmodel: [pop]\n")
     assert main(["benchmark", "--config", str(config)]) == 2
     assert "unknown key(s) ['model']" in capsys.readouterr().err
+
+
+def test_cli_default_models_match_the_benchmarks() -> None:
+    from recsys.benchmark import BUILTIN_MODELS, DEFAULT_MODELS
+    from recsys.cli import BENCHMARK_DEFAULTS
+
+    assert tuple(BENCHMARK_DEFAULTS["models"]) == DEFAULT_MODELS  # the CLI keeps a copy to start fast
+    assert set(DEFAULT_MODELS) <= set(BUILTIN_MODELS)
+
+
+def test_lightning_models_run_in_the_benchmark(imported, tmp_path) -> None:
+    from recsys.benchmark import run_benchmark
+    from recsys.models import MF
+    from recsys.tasks import BPRTask
+
+    class ShortBPR(BPRTask):
+        def fit(self, train, valid=None):
+            return super().fit(train, valid, max_epochs=3, batch_size=64)
+
+    result = run_benchmark(imported, models={"short-mf-bpr": lambda seed: ShortBPR(MF(8), seed=seed)}, seeds=(1,),
+                           ks=(10,), progress=False)  # fmt: skip
+    record = result.records[0]
+    assert record["model"] == "short-mf-bpr" and record["params"]["model"] == "MF"
+    assert 0.0 <= record["metrics"]["ndcg@10"] <= 1.0

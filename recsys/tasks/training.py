@@ -102,3 +102,24 @@ def fit_task(
     task.epochs_trained_ = trainer.current_epoch
     task.eval()
     return task
+
+
+def fit(
+    model: Any,
+    train: Interactions,
+    valid: Interactions | None = None,
+    *,
+    objective: str = "bpr",
+    seed: int = 2026,
+    task_kwargs: dict[str, Any] | None = None,
+    **fit_kwargs: Any,
+) -> Any:
+    """Train a scoring model with a named objective (``bpr``, ``bce``, ``mse``, ``click``); returns the fitted
+    task, a `Recommender`. ``recsys.fit(recsys.models.MF(64), train, valid)`` is MF-BPR with early stopping."""
+    from recsys.tasks.objectives import BCETask, BPRTask, ClickTask, MSETask
+
+    tasks = {"bpr": BPRTask, "bce": BCETask, "mse": MSETask, "click": ClickTask}
+    if objective not in tasks:
+        raise KeyError(f"unknown objective {objective!r}; choose one of {sorted(tasks)}")
+    task = tasks[objective](model, seed=seed, **(task_kwargs or {}))
+    return task.fit(train, valid, **fit_kwargs)
