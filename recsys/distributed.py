@@ -28,12 +28,22 @@ under any sharding loads into an unsharded model, into another sharding, or back
 from __future__ import annotations
 
 import os
+import warnings
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
-from typing import Any, Literal, Mapping, get_args
+from typing import Any, Iterator, Literal, Mapping, get_args
 
+import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
+from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+from lightning.fabric.utilities.optimizer import _optimizers_to_device
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+from lightning.pytorch.strategies.ddp import _DDPForwardRedirection
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
+from torch.distributed._shard.sharded_tensor import ShardedTensor
+from torch.nn.parallel import DistributedDataParallel
 from torchrec import EmbeddingBagCollection
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
@@ -46,7 +56,6 @@ from torchrec.distributed.sharding_plan import (
     table_wise,
 )
 from torchrec.distributed.types import ShardingEnv, ShardingPlan
-from torch.distributed._shard.sharded_tensor import ShardedTensor
 
 Sharding = Literal["table_wise", "row_wise", "column_wise", "data_parallel"]
 SHARDINGS: tuple[str, ...] = get_args(Sharding)
@@ -188,10 +197,23 @@ def _slices(offsets: list[int], sizes: list[int]) -> tuple[slice, ...]:
     return tuple(slice(o, o + s) for o, s in zip(offsets, sizes))
 
 
+@contextmanager
+def _sharded_tensor_notices_off() -> Iterator[None]:
+    """TorchRec's state dicts still hold ``ShardedTensor``s, which warn on every use that DTensor replaces them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ShardedTensor.*", category=FutureWarning)
+        yield
+
+
 def _layout(module: nn.Module) -> dict[str, tuple[tuple[int, ...], tuple[slice, ...] | None]]:
     """``{state key: (full shape, this rank's slice of it or None)}`` of every sharded tensor in ``module``."""
+    with _sharded_tensor_notices_off():
+        return _layout_of(module.state_dict())
+
+
+def _layout_of(state: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], tuple[slice, ...] | None]]:
     layout = {}
-    for key, value in module.state_dict().items():
+    for key, value in state.items():
         if isinstance(value, ShardedTensor):
             shards = value.local_shards()
             if len(shards) > 1:
@@ -206,6 +228,11 @@ def full_state_dict(module: nn.Module) -> dict[str, Any]:
 
     Collective: every rank must call it. The result is the state dict of the unsharded module.
     """
+    with _sharded_tensor_notices_off():
+        return _full_state_dict(module)
+
+
+def _full_state_dict(module: nn.Module) -> dict[str, Any]:
     state = module.state_dict()
     sharded = {k: v for k, v in state.items() if isinstance(v, ShardedTensor)}
     if not sharded:
@@ -234,9 +261,10 @@ def load_full_state_dict(module: nn.Module, state: Mapping[str, Any], strict: bo
 
     Not collective. Keys of sharded tables are matched by name; all others go through ``module.load_state_dict``.
     """
-    layout = _layout(module)
-    local = module.state_dict()
-    with torch.no_grad():
+    with _sharded_tensor_notices_off():
+        local = module.state_dict()
+        layout = _layout_of(local)
+    with torch.no_grad(), _sharded_tensor_notices_off():
         for key, (shape, where) in layout.items():
             if key not in state or isinstance(state[key], ShardedTensor):
                 continue
@@ -324,143 +352,144 @@ def load_full_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimize
 
 
 # ---------------------------------------------------------------------------------------------- Lightning
-def _lightning_strategy() -> type:
-    """Build `TorchRecStrategy` (kept in a function so the module's import stays free of Lightning's strategies)."""
-    import lightning.pytorch as pl
-    from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
-    from lightning.pytorch.strategies.ddp import _DDPForwardRedirection
-    from lightning.pytorch.trainer.states import TrainerFn
-    from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
-    from lightning.fabric.utilities.optimizer import _optimizers_to_device
-    from torch.nn.parallel import DistributedDataParallel
+def _inner_ddp(wrapper: nn.Module) -> DistributedDataParallel | None:
+    """The DDP that a DMP wraps its module in (None before `init_data_parallel` or without dense parameters)."""
+    inner = getattr(wrapper, "_dmp_wrapped_module", wrapper)
+    return inner if isinstance(inner, DistributedDataParallel) else None
 
-    class _DMPForwardRedirection(_DDPForwardRedirection):
-        """Lightning's DDP redirection, pointed at the DDP inside the DMP (manual optimisation toggles its sync)."""
 
-        @staticmethod
-        def _inner(wrapper: nn.Module) -> nn.Module:
-            inner = getattr(wrapper, "_dmp_wrapped_module", wrapper)
-            return inner if isinstance(inner, DistributedDataParallel) else wrapper
+class _DMPForwardRedirection(_DDPForwardRedirection):
+    """Lightning's DDP redirection, pointed at the DDP inside the DMP (manual optimisation toggles its sync)."""
 
-        def on_after_inner_forward(self, wrapper_module: nn.Module, original_module: pl.LightningModule) -> None:
-            super().on_after_inner_forward(self._inner(wrapper_module), original_module)
+    def on_after_inner_forward(self, wrapper_module: nn.Module, original_module: pl.LightningModule) -> None:
+        super().on_after_inner_forward(_inner_ddp(wrapper_module) or wrapper_module, original_module)
 
-        def on_after_outer_forward(self, wrapper_module: nn.Module, original_module: pl.LightningModule) -> None:
-            super().on_after_outer_forward(self._inner(wrapper_module), original_module)
+    def on_after_outer_forward(self, wrapper_module: nn.Module, original_module: pl.LightningModule) -> None:
+        super().on_after_outer_forward(_inner_ddp(wrapper_module) or wrapper_module, original_module)
 
-    class TorchRecStrategy(DDPStrategy):
-        """DDP with the LightningModule's embedding tables sharded by TorchRec ``DistributedModelParallel``.
 
-        ``training_step``/``validation_step``/... run inside the DMP → DDP wrapper (Lightning's forward
-        redirection, as for DDP), so dense gradients are all-reduced and sharded lookups exchange their all-to-alls.
-        Tables are sharded in every stage (fit, validate, test, predict) since sharded lookups are collective.
-        Checkpoints hold full tables and full optimiser state (see `full_state_dict`), loaded after sharding.
+class TorchRecStrategy(DDPStrategy):
+    """DDP with the LightningModule's embedding tables sharded by TorchRec's ``DistributedModelParallel``.
 
-        Registered as ``"torchrec"`` (table-wise, processes launched like ``"ddp"``: a re-run of the script, or
-        externally by ``torchrun``). Backend: gloo on CPU, nccl on CUDA.
+    ``training_step``/``validation_step``/... run inside the DMP → DDP wrapper (Lightning's forward redirection,
+    as for DDP), so dense gradients are all-reduced, and the sharded lookups run their all-to-alls. Tables are
+    sharded in every stage (fit, validate, test, predict), since sharded lookups are collective. Checkpoints hold
+    full tables and full optimiser state (see `full_state_dict`, `full_optimizer_state`), loaded after sharding,
+    so they resume under any sharding or none.
 
-        Args:
-            sharding: ``table_wise``, ``row_wise``, ``column_wise`` or ``data_parallel`` (see `plan_for`).
-            keep_weights: start the shards from rank 0's initial tables (see `shard`).
-            static_graph, find_unused_parameters, **kwargs: passed to the DDP of the dense part.
-        """
+    Registered as ``"torchrec"`` (table-wise; processes launched like ``"ddp"``: the script re-run per rank, or
+    externally by ``torchrun``/`spawn`). Backend: gloo on CPU, nccl on CUDA. DDP communication hooks and model
+    averaging are not supported.
 
-        strategy_name = "torchrec"
+    Args:
+        sharding: ``table_wise``, ``row_wise``, ``column_wise`` or ``data_parallel`` (see `plan_for`).
+        keep_weights: start the shards from rank 0's initial tables (see `shard`).
+        static_graph, find_unused_parameters, **kwargs: passed to the DDP of the dense part.
+    """
 
-        def __init__(
-            self,
-            sharding: str = "table_wise",
-            keep_weights: bool = True,
-            static_graph: bool = False,
-            find_unused_parameters: bool = False,
-            accelerator: Any = None,
-            parallel_devices: list[torch.device] | None = None,
-            cluster_environment: Any = None,
-            checkpoint_io: Any = None,
-            precision_plugin: Any = None,
-            process_group_backend: str | None = None,
-            timeout: timedelta | None = default_pg_timeout,
-            start_method: Literal["popen", "spawn", "fork", "forkserver"] = "popen",
-            **kwargs: Any,
-        ) -> None:
-            if sharding not in SHARDINGS:
-                raise ValueError(f"unknown sharding {sharding!r}; choose one of {list(SHARDINGS)}")
-            super().__init__(
-                accelerator=accelerator, parallel_devices=parallel_devices, cluster_environment=cluster_environment,
-                checkpoint_io=checkpoint_io, precision_plugin=precision_plugin,
-                process_group_backend=process_group_backend, timeout=timeout, start_method=start_method, **kwargs,
+    strategy_name = "torchrec"
+
+    def __init__(
+        self,
+        sharding: Sharding = "table_wise",
+        keep_weights: bool = True,
+        static_graph: bool = False,
+        find_unused_parameters: bool = False,
+        accelerator: Any = None,
+        parallel_devices: list[torch.device] | None = None,
+        cluster_environment: Any = None,
+        checkpoint_io: Any = None,
+        precision_plugin: Any = None,
+        process_group_backend: str | None = None,
+        timeout: timedelta | None = default_pg_timeout,
+        start_method: Literal["popen", "spawn", "fork", "forkserver"] = "popen",
+        **kwargs: Any,
+    ) -> None:
+        if sharding not in SHARDINGS:
+            raise ValueError(f"unknown sharding {sharding!r}; choose one of {list(SHARDINGS)}")
+        super().__init__(
+            accelerator=accelerator, parallel_devices=parallel_devices, cluster_environment=cluster_environment,
+            checkpoint_io=checkpoint_io, precision_plugin=precision_plugin,
+            process_group_backend=process_group_backend, timeout=timeout, start_method=start_method, **kwargs,
+        )  # fmt: skip
+        self.sharding, self.keep_weights = sharding, keep_weights
+        self._static_graph, self._find_unused = static_graph, find_unused_parameters
+        self._forward_redirection = _DMPForwardRedirection()
+
+    # ------------------------------------------------------------------------------------------ wrapping
+    def setup(self, trainer: pl.Trainer) -> None:
+        assert self.accelerator is not None and self.model is not None
+        self.accelerator.setup(trainer)
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        if fitting and self._layer_sync:
+            self.model = self._layer_sync.apply(self.model)
+        self.precision_plugin.convert_module(self.model)
+        self.model_to_device()
+        self.configure_ddp()  # in every stage, unlike DDP: sharded lookups are collective
+        if fitting:
+            self.setup_optimizers(trainer)  # after sharding: the optimiser steps the local shards
+        self.setup_precision_plugin()
+        if fitting:
+            _optimizers_to_device(self.optimizers, self.root_device)
+
+    def configure_ddp(self) -> None:
+        assert isinstance(self.model, pl.LightningModule)
+        self.model = self._setup_model(self.model)
+
+    def _setup_model(self, model: nn.Module) -> DistributedModelParallel:
+        wrapper = DefaultDataParallelWrapper(
+            static_graph=self._static_graph, find_unused_parameters=self._find_unused, ddp_kwargs=self._ddp_kwargs
+        )
+        if not bag_collections(model):  # sharded already (an earlier stage on the same module): wrap only
+            return DistributedModelParallel(
+                model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=self.root_device,
+                plan=ShardingPlan({}), sharders=[EmbeddingBagCollectionSharder()], data_parallel_wrapper=wrapper,
             )  # fmt: skip
-            self.sharding, self.keep_weights = sharding, keep_weights
-            self._static_graph, self._find_unused = static_graph, find_unused_parameters
-            self._forward_redirection = _DMPForwardRedirection()
+        return shard(model, self.sharding, self.root_device, keep_weights=self.keep_weights,
+                     data_parallel_wrapper=wrapper)  # fmt: skip
 
-        # -------------------------------------------------------------------------------- wrapping
-        def setup(self, trainer: pl.Trainer) -> None:
-            assert self.accelerator is not None and self.model is not None
-            self.accelerator.setup(trainer)
-            fitting = trainer.state.fn == TrainerFn.FITTING
-            if fitting and self._layer_sync:
-                self.model = self._layer_sync.apply(self.model)
-            self.precision_plugin.convert_module(self.model)
-            self.model_to_device()
-            self.configure_ddp()  # every stage: sharded lookups are collective
-            if fitting:
-                self.setup_optimizers(trainer)
-            self.setup_precision_plugin()
-            if fitting:
-                _optimizers_to_device(self.optimizers, self.root_device)
+    @contextmanager
+    def block_backward_sync(self) -> Iterator[None]:
+        inner = _inner_ddp(self.model) if self.model is not None else None
+        with inner.no_sync() if inner is not None else nullcontext():
+            yield None
 
-        def _setup_model(self, model: nn.Module) -> DistributedModelParallel:
-            wrapper = DefaultDataParallelWrapper(
-                static_graph=self._static_graph, find_unused_parameters=self._find_unused, ddp_kwargs=self._ddp_kwargs
-            )
-            if not bag_collections(model):  # already sharded (an earlier fit of the same module): only re-wrap
-                return DistributedModelParallel(
-                    model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=self.root_device,
-                    plan=ShardingPlan({}), sharders=[EmbeddingBagCollectionSharder()], data_parallel_wrapper=wrapper,
-                )  # fmt: skip
-            return shard(model, self.sharding, self.root_device, keep_weights=self.keep_weights,
-                         data_parallel_wrapper=wrapper)  # fmt: skip
+    def teardown(self) -> None:
+        if isinstance(self.model, DistributedModelParallel):
+            self.model = self.lightning_module  # unwrap; the module keeps its sharded tables
+        super().teardown()
 
-        def teardown(self) -> None:
-            if isinstance(self.model, DistributedModelParallel):
-                self.model = self.lightning_module  # unwrap; the module keeps its sharded tables
-            super().teardown()
+    # ------------------------------------------------------------------------------------------ checkpoints
+    @property
+    def restore_checkpoint_after_setup(self) -> bool:
+        return True  # load full tables into the shards, not into tables about to be replaced
 
-        # -------------------------------------------------------------------------------- checkpoints
-        @property
-        def restore_checkpoint_after_setup(self) -> bool:
-            return True  # load full tables into the shards, not into tables about to be replaced
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        assert self.lightning_module is not None
+        return full_state_dict(self.lightning_module)
 
-        def lightning_module_state_dict(self) -> dict[str, Any]:
-            assert self.lightning_module is not None
-            return full_state_dict(self.lightning_module)
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        assert self.lightning_module is not None
+        return full_optimizer_state(self.lightning_module, optimizer)
 
-        def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-            assert self.lightning_module is not None
-            return full_optimizer_state(self.lightning_module, optimizer)
+    def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
+        assert self.lightning_module is not None
+        load_full_state_dict(self.lightning_module, checkpoint["state_dict"], strict=strict)
 
-        def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
-            assert self.lightning_module is not None
-            load_full_state_dict(self.lightning_module, checkpoint["state_dict"], strict=strict)
+    def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
+        assert self.lightning_module is not None
+        for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"]):
+            load_full_optimizer_state(self.lightning_module, optimizer, state)
+            _optimizers_to_device([optimizer], self.root_device)
 
-        def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
-            assert self.lightning_module is not None
-            for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"]):
-                load_full_optimizer_state(self.lightning_module, optimizer, state)
-                _optimizers_to_device([optimizer], self.root_device)
-
-        @classmethod
-        def register_strategies(cls, strategy_registry: Any) -> None:
-            strategy_registry.register(
-                "torchrec", cls, description="TorchRec DistributedModelParallel (table-wise)", override=True
-            )
-
-    TorchRecStrategy.register_strategies(StrategyRegistry)
-    return TorchRecStrategy
+    @classmethod
+    def register_strategies(cls, strategy_registry: Any) -> None:
+        strategy_registry.register(
+            "torchrec", cls, description="TorchRec DistributedModelParallel, table-wise", override=True
+        )
 
 
-TorchRecStrategy = _lightning_strategy()
+TorchRecStrategy.register_strategies(StrategyRegistry)
 
 
 # ---------------------------------------------------------------------------------------------- launching
@@ -481,10 +510,17 @@ def _rank_entry(rank: int, world_size: int, port: int, fn: Any, args: tuple) -> 
     fn(rank, world_size, *args)
 
 
-def spawn(fn: Any, world_size: int, *args: Any) -> None:
+def spawn(fn: Any, world_size: int, *args: Any, start_method: str = "spawn") -> None:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` fresh processes on this host, with the environment
     torchrun would set, so ``Trainer(strategy="torchrec", devices=world_size)`` inside ``fn`` treats them as its
-    ranks (and a bare ``dist.init_process_group`` finds its peers). ``fn`` must be importable (module level)."""
+    ranks (and a bare ``dist.init_process_group`` finds its peers). ``fn`` must be importable (module level).
+
+    ``start_method="forkserver"`` (after ``multiprocessing.set_forkserver_preload([...])``) starts ranks from a
+    server that imported the heavy libraries once, instead of importing them again in every rank.
+    An exception in a rank is raised here (``torch.multiprocessing.ProcessRaisedException``).
+    """
     import torch.multiprocessing as mp
 
-    mp.spawn(_rank_entry, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True)
+    mp.start_processes(
+        _rank_entry, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True, start_method=start_method
+    )

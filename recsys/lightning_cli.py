@@ -61,6 +61,7 @@ class RecsysCLI(LightningCLI):
         return folder
 
     def _write_results(self, checkpoint: str) -> None:
+        folder = self.run_dir()  # trainer.log_dir is a collective broadcast: every rank must ask
         if not self.trainer.is_global_zero:
             return
         from recsys.benchmark import versions
@@ -81,7 +82,6 @@ class RecsysCLI(LightningCLI):
             "versions": versions(),
             "checkpoint": checkpoint,
         }
-        folder = self.run_dir()
         (folder / "results.json").write_text(json.dumps([record], indent=2))
         (folder / "versions.json").write_text(json.dumps(record["versions"], indent=2))
         if evaluation is not None:

@@ -12,6 +12,7 @@ import polars as pl
 import torch
 import torch.distributed as dist
 
+import recsys.distributed  # noqa: F401  (registers Trainer(strategy="torchrec"), e.g. for --trainer.strategy)
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.evaluation.evaluator import Evaluation, evaluate

@@ -1,0 +1,328 @@
+"""Sharding from outside the model (`recsys.distributed`): 2-process gloo runs on CPU.
+
+Each test spawns two ranks (`recsys.distributed.spawn`); the ranks write what they measured to ``tmp_path`` and
+the assertions run here, so a failure names the sharding and the quantity that differs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from recsys.data.features import feature_space
+from recsys.data.interactions import Interactions
+from recsys.distributed import (
+    SHARDINGS,
+    full_optimizer_state,
+    full_state_dict,
+    load_full_state_dict,
+    plan_for,
+    shard,
+    spawn,
+)
+from recsys.models.mf import MF
+from recsys.models.neumf import NeuMF
+
+WORLD = 2
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _preloaded_ranks() -> None:
+    """Ranks start from a fork server that imported torch, TorchRec, Lightning and this module once (~1 s a
+    launch instead of ~15 s of imports in every rank)."""
+    import multiprocessing
+
+    multiprocessing.set_forkserver_preload(["recsys.distributed", "recsys.tasks", "lightning.pytorch", __name__])
+
+
+def run_ranks(fn, out: Path) -> list:
+    """``fn(rank, WORLD, out)`` in ``WORLD`` processes; what each rank wrote to ``out/rank<r>.json``."""
+    spawn(fn, WORLD, str(out), start_method="forkserver")
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(WORLD)]
+
+
+def tiny_data(n_users: int = 30, n_items: int = 22, seed: int = 3) -> Interactions:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(n_users):
+        for item in rng.choice(n_items, size=int(rng.integers(5, 10)), replace=False):
+            rows.append((f"u{user}", f"i{item}", float(rng.integers(1, 6)), int(rng.integers(0, 1000))))
+    frame = pl.DataFrame(rows, schema=["user", "item", "rating", "ts"], orient="row")
+    return Interactions.from_frame(frame, rating_col="rating", timestamp_col="ts", name="tiny")
+
+
+def models() -> dict[str, torch.nn.Module]:
+    return {"mf": MF(8), "neumf": NeuMF(mf_dim=4, mlp_dim=6, hidden=(8, 4), dropout=0.0)}
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys(), (sorted(a), sorted(b))
+    return max(float((torch.as_tensor(a[k]).float() - torch.as_tensor(b[k]).float()).abs().max()) for k in a)
+
+
+def _gather_bool(flag: bool) -> list[bool]:
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, flag)
+    return out
+
+
+def _bpr(forward, model, users, positives, negatives, targets) -> torch.Tensor:
+    """BPR on (user, positive, negative) triples; ``forward`` is the model or the DMP around it."""
+    scores = forward(model.features(torch.cat([users, users]), torch.cat([positives, negatives])))
+    return -F.logsigmoid(scores[: len(users)] - scores[len(users) :]).mean()
+
+
+def _mse(forward, model, users, positives, negatives, targets) -> torch.Tensor:
+    """Squared error of the (user, positive) scores; unlike BPR it gives every bias a gradient, which Adam needs
+    here: it scales a gradient of rounding noise (a bias that cancels in BPR) up to a full ``lr`` step."""
+    return F.mse_loss(forward(model.features(users, positives)), targets)
+
+
+# ---------------------------------------------------------------------------------------------- plans
+def test_plans_use_the_dense_kernel_and_spread_tables() -> None:
+    model = NeuMF(mf_dim=4, mlp_dim=5, hidden=(8,))
+    model.build(feature_space(tiny_data(), side_features=False))
+    for sharding in SHARDINGS:
+        plan = plan_for(model, sharding, world_size=2, device_type="cpu").plan["embeddings.collection"]
+        assert {p.compute_kernel for p in plan.values()} == {"dense"}, sharding
+        assert {p.sharding_type for p in plan.values()} == {sharding}, sharding
+    table = plan_for(model, "table_wise", world_size=2, device_type="cpu").plan["embeddings.collection"]
+    assert [table[name].ranks for name in ("user", "item")] == [[0], [1]]
+    column = plan_for(model, "column_wise", world_size=2, device_type="cpu").plan["embeddings.collection"]
+    widths = [s.shard_sizes[1] for s in column["user"].sharding_spec.shards]
+    assert widths == [5, 4] and column["user"].ranks == [0, 1]  # 9 columns, split unevenly
+    with pytest.raises(ValueError, match="unknown sharding"):
+        plan_for(model, "diagonal", world_size=2, device_type="cpu")
+
+
+# ---------------------------------------------------------------------------------------------- equivalence
+def _equivalence_rank(rank: int, world: int, out: str) -> None:
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    space = feature_space(tiny_data(), side_features=False)
+    results: dict[str, float | bool] = {}
+    gen = torch.Generator().manual_seed(11)
+    users = torch.randint(0, space.n_users, (12,), generator=gen)
+    positives = torch.randint(0, space.n_items, (12,), generator=gen)
+    negatives = torch.randint(0, space.n_items, (12,), generator=gen)
+    targets = torch.rand(12, generator=gen) * 4 + 1
+    mine = slice(rank * 6, (rank + 1) * 6)  # each rank takes its half of the global batch
+    for model_name, fresh in models().items():
+        for sharding in SHARDINGS:
+            case = f"{model_name}/{sharding}"
+            torch.manual_seed(0)
+            reference = fresh.__class__(**_kwargs(fresh))
+            reference.build(space)
+            model = copy.deepcopy(reference)
+            dmp = shard(model, sharding, "cpu", keep_weights=False)
+            load_full_state_dict(model, reference.state_dict())
+            results[f"{case}/sharded"] = type(model.embeddings.collection).__name__ == "ShardedEmbeddingBagCollection"
+            results[f"{case}/copy"] = _max_diff(full_state_dict(model), reference.state_dict())
+
+            # (a) forward on this rank's rows, through the DMP, and full-catalogue scoring through encode
+            kjt = model.features(users[mine], positives[mine])
+            results[f"{case}/forward"] = float((dmp(kjt) - reference(kjt)).abs().max())
+            with torch.no_grad():
+                items = torch.arange(space.n_items)
+                got = model.all_scores(model.encode("user", users[mine]), model.encode("item", items))
+                want = reference.all_scores(reference.encode("user", users[mine]), reference.encode("item", items))
+            results[f"{case}/all_scores"] = float((got - want).abs().max())
+
+            # (b) one SGD step on BPR (scale-sensitive: catches a wrong gradient division), then two Adam steps on
+            # MSE. The sharded model trains through the DMP (its DDP all-reduces dense gradients) on this rank's
+            # half of the batch with the mean loss; the reference on the whole batch.
+            for name, make, loss, steps in (("sgd", lambda p: torch.optim.SGD(p, lr=0.5), _bpr, 1),
+                                            ("adam", lambda p: torch.optim.Adam(p, lr=0.05), _mse, 2)):  # fmt: skip
+                opt_ref, opt = make(reference.parameters()), make(model.parameters())
+                for step in range(steps):
+                    roll = torch.roll(torch.arange(12), step)
+                    batch = users[roll], positives[roll], negatives[roll], targets[roll]
+                    opt_ref.zero_grad()
+                    loss(reference, reference, *batch).backward()
+                    opt_ref.step()
+                    opt.zero_grad()
+                    loss(dmp, model, *(x[mine] for x in batch)).backward()
+                    opt.step()
+                results[f"{case}/{name}_step"] = _max_diff(full_state_dict(model), reference.state_dict())
+            # Adam's moments, gathered, equal the unsharded optimiser's (matched by parameter name)
+            state, state_ref = full_optimizer_state(model, opt)["state"], opt_ref.state_dict()["state"]
+            names = [n for n, _ in model.named_parameters()]
+            assert names == [n for n, _ in reference.named_parameters()]
+            results[f"{case}/adam_state"] = max(
+                _max_diff({k: v for k, v in state[i].items() if k != "step"},
+                          {k: v for k, v in state_ref[i].items() if k != "step"})
+                for i in range(len(names))
+            )  # fmt: skip
+
+            # keep_weights: sharding a model starts the shards from rank 0's weights
+            other = copy.deepcopy(reference)
+            shard(other, sharding, "cpu", keep_weights=True)
+            results[f"{case}/keep_weights"] = _max_diff(full_state_dict(other), reference.state_dict())
+            dist.barrier()
+    Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _kwargs(model) -> dict:
+    if isinstance(model, NeuMF):
+        return dict(mf_dim=model.mf_dim, mlp_dim=model.mlp_dim, hidden=model.hidden, dropout=model.dropout)
+    return dict(embedding_dim=model.embedding_dim, biases=model.biases)
+
+
+def test_sharded_models_match_unsharded_forward_and_steps(tmp_path) -> None:
+    failures = []
+    for rank, results in enumerate(run_ranks(_equivalence_rank, tmp_path)):
+        assert len(results) == 2 * len(SHARDINGS) * 8
+        for key, value in results.items():
+            bad = (value is not True) if isinstance(value, bool) else not (value <= TOL)
+            if bad:
+                failures.append(f"rank {rank} {key}: {value}")
+    assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------------- Lightning
+def _trainer(max_epochs: int, strategy="torchrec", **kwargs):
+    import lightning as L
+
+    return L.Trainer(
+        strategy=strategy, devices=WORLD, accelerator="cpu", max_epochs=max_epochs, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kwargs,
+    )  # fmt: skip
+
+
+def _data_module(batch_size: int = 32):
+    from recsys.data.modules import InteractionsDataModule
+    from recsys.data.splits import per_user_random
+
+    train, valid, test = per_user_random(tiny_data(), (0.7, 0.15, 0.15), seed=1)
+    return InteractionsDataModule.from_splits(train, valid, test, batch_size=batch_size, seed=5)
+
+
+def _trainer_rank(rank: int, world: int, out: str) -> None:
+    import lightning as L
+
+    from recsys.tasks.objectives import BPRTask
+
+    L.seed_everything(0, verbose=False)
+    task = BPRTask(MF(8), lr=0.05)
+    trainer = _trainer(2, enable_checkpointing=False)
+    trainer.fit(task, datamodule=_data_module())
+    collection = task.model.embeddings.collection
+    record = {
+        "strategy": type(trainer.strategy).__name__,
+        "sharded": type(collection).__name__,
+        "local_rows": {n: list(p.shape) for n, p in collection.named_parameters()},
+        "ndcg": float(trainer.callback_metrics["val/ndcg@10"]),
+        "steps": trainer.global_step,
+    }
+    test = trainer.test(task, datamodule=_data_module(), verbose=False)[0]
+    record["test_ndcg"] = test["test/ndcg@10"]
+
+    # dense layers stay replicated: DDP inside the DMP all-reduces their gradients (NeuMF's MLP)
+    neumf = BPRTask(NeuMF(mf_dim=4, mlp_dim=4, hidden=(8,), dropout=0.0), lr=0.05)
+    before = None
+
+    class Snapshot(L.Callback):
+        def on_train_start(self, trainer, module) -> None:
+            nonlocal before
+            before = module.model.first.weight.detach().clone()
+
+    _trainer(1, enable_checkpointing=False, limit_val_batches=0, callbacks=[Snapshot()]).fit(
+        neumf, datamodule=_data_module()
+    )
+    record["dense"] = neumf.model.first.weight.detach().flatten().tolist()
+    record["dense_moved"] = float((neumf.model.first.weight.detach() - before).abs().max())
+    Path(out, f"rank{rank}.json").write_text(json.dumps(record))
+
+
+def test_trainer_strategy_trains_and_ranks_agree(tmp_path) -> None:
+    records = run_ranks(_trainer_rank, tmp_path)
+    for rank, record in enumerate(records):
+        assert record["strategy"] == "TorchRecStrategy"
+        assert record["sharded"] == "ShardedEmbeddingBagCollection"
+        assert record["steps"] > 0
+        # table-wise: the user table lives on rank 0, the item table on rank 1 (the other rank holds no rows)
+        rows = record["local_rows"]
+        held = [name.split(".")[1] for name, shape in rows.items() if math.prod(shape) > 0]
+        assert held == [["user"], ["item"]][rank], rows
+        assert 0.0 < record["ndcg"] <= 1.0 and 0.0 < record["test_ndcg"] <= 1.0
+    assert records[0]["ndcg"] == records[1]["ndcg"]
+    assert records[0]["test_ndcg"] == records[1]["test_ndcg"]
+    assert min(r["dense_moved"] for r in records) > 1e-3
+    assert records[0]["dense"] == records[1]["dense"]  # ranks saw different batches: gradients were all-reduced
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def _checkpoint_rank(rank: int, world: int, out: str) -> None:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from recsys.distributed import TorchRecStrategy
+    from recsys.tasks.objectives import MSETask
+
+    def run(sharding: str, epochs: int, ckpt: str | None = None, callbacks=()):
+        # MSE, not BPR: under BPR the bias columns get gradients of rounding noise, which Adam scales up to full
+        # steps, so runs differing only in summation order (other shardings) would differ by ~lr.
+        L.seed_everything(0, verbose=False)
+        task = MSETask(MF(8), lr=0.05)
+        trainer = _trainer(epochs, strategy=TorchRecStrategy(sharding=sharding), callbacks=list(callbacks),
+                           enable_checkpointing=bool(callbacks), limit_val_batches=0)  # fmt: skip
+        trainer.fit(task, datamodule=_data_module(), ckpt_path=ckpt)
+        optimizer = trainer.strategy.optimizers[0]
+        return trainer, task, full_state_dict(task), full_optimizer_state(task, optimizer)
+
+    saver = ModelCheckpoint(dirpath=out, filename="{epoch}", save_top_k=-1, every_n_epochs=1)
+    _, _, straight, straight_opt = run("row_wise", 2, callbacks=[saver])
+    first = str(Path(out, "epoch=0.ckpt"))
+    results = {}
+    for sharding in ("row_wise", "column_wise", "table_wise"):  # resume under the same and under other shardings
+        trainer, task, resumed, resumed_opt = run(sharding, 2, ckpt=first)
+        results[f"{sharding}/steps"] = trainer.global_step
+        results[f"{sharding}/weights"] = _max_diff(resumed, straight)
+        results[f"{sharding}/adam"] = max(
+            _max_diff(resumed_opt["state"][i], straight_opt["state"][i]) for i in straight_opt["state"]
+        )
+    if rank == 0:
+        saved = torch.load(Path(out, "epoch=1.ckpt"), weights_only=False)
+        results["saved_vs_final"] = _max_diff(saved["state_dict"], straight)
+        results["saved_adam_vs_final"] = max(
+            _max_diff(saved["optimizer_states"][0]["state"][i], straight_opt["state"][i]) for i in straight_opt["state"]
+        )
+    Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+
+
+def test_checkpoint_round_trip_under_sharding(tmp_path) -> None:
+    failures = []
+    for rank, results in enumerate(run_ranks(_checkpoint_rank, tmp_path)):
+        for key, value in results.items():
+            if key.endswith("/steps"):
+                continue
+            if not value <= TOL:
+                failures.append(f"rank {rank} {key}: {value}")
+        steps = {v for k, v in results.items() if k.endswith("/steps")}
+        assert len(steps) == 1, results
+    assert not failures, "\n".join(failures)
+    # the checkpoint holds full tables: it loads into an unsharded task as is
+    from recsys.tasks.objectives import MSETask
+
+    checkpoint = torch.load(tmp_path / "epoch=1.ckpt", weights_only=False)
+    task = MSETask(MF(8))
+    data = _data_module()
+    task.attach(data)
+    task.load_state_dict(checkpoint["state_dict"])
+    optimizer = task.configure_optimizers()
+    optimizer.load_state_dict(checkpoint["optimizer_states"][0])
+    shapes = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    assert shapes["model.embeddings.collection.embedding_bags.user.weight"] == (data.features.n_users, 9)
+    moments = optimizer.state_dict()["state"]
+    assert {tuple(v["exp_avg"].shape) for v in moments.values()} == {(1,), (data.features.n_users, 9), (data.features.n_items, 9)}
