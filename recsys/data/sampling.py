@@ -9,6 +9,9 @@ import scipy.sparse as sp
 import torch
 
 
+DENSE_LIMIT = 1 << 27  # users × items cells for which a bitmap (at most 128 MiB) replaces binary search
+
+
 class NegativeSampler:
     """Draws ``k`` negatives per (user, positive) row, rejecting the user's training positives.
 
@@ -38,6 +41,11 @@ class NegativeSampler:
         csr.sort_indices()
         rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(csr.indptr))
         self._keys = torch.from_numpy(rows * self.n_items + csr.indices.astype(np.int64))  # sorted
+        # Small catalogues: a users × items bitmap answers "seen?" with one gather instead of a binary search.
+        self._bitmap: torch.Tensor | None = None
+        if self.n_users * self.n_items <= DENSE_LIMIT:
+            self._bitmap = torch.zeros(self.n_users * self.n_items, dtype=torch.bool)
+            self._bitmap[self._keys] = True
         self.distribution = distribution
         self.max_rounds = max_rounds
         counts = np.bincount(csr.indices, minlength=self.n_items).astype(np.float64)
@@ -52,6 +60,8 @@ class NegativeSampler:
     def is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Bool mask: is (user, item) a training interaction? (binary search over sorted keys)."""
         keys = users * self.n_items + items
+        if self._bitmap is not None:
+            return self._bitmap[keys]
         pos = torch.searchsorted(self._keys, keys).clamp(max=len(self._keys) - 1)
         return self._keys[pos] == keys if len(self._keys) else torch.zeros_like(keys, dtype=torch.bool)
 

@@ -93,6 +93,18 @@ class PairModel(nn.Module):
         """``[B]`` scores of aligned code tensors (builds the KJT)."""
         return self(self.features(users, items))
 
+    def score_candidates(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` scores of each user against its own ``C`` candidate items (``candidates [B, C]``).
+
+        Each user is encoded once and each candidate once, so a positive with ``k`` sampled negatives costs
+        ``B + B(k+1)`` lookups instead of ``2B(k+1)`` pair lookups.
+        """
+        n = candidates.shape[1]
+        user = self.encode("user", users)
+        item = self.encode("item", candidates.reshape(-1))
+        repeated = {key: value.repeat_interleave(n, dim=0) for key, value in user.items()}
+        return self.pair_scores(repeated, item).view(len(users), n)
+
 
 def mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
     """Dropout → Linear → ReLU per layer (RecBole's ``MLPLayers``), on ``[..., sizes[0]]`` inputs."""

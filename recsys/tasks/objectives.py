@@ -41,32 +41,29 @@ class _SampledNegatives(RecommenderTask):
         """``[B, negatives]`` items the users did not interact with in training."""
         return self.sampler.sample(users.cpu(), self.negatives, self.generator()).to(users.device)
 
+    def candidate_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, 1 + negatives]`` scores: each positive followed by its sampled negatives."""
+        users, items = batch["user"], batch["item"]
+        candidates = torch.cat([items[:, None], self.sample(users)], dim=1)
+        return self.model.score_candidates(users, candidates)
+
 
 class BPRTask(_SampledNegatives):
     """Bayesian personalised ranking: −log σ(s(u, i) − s(u, j)) with ``negatives`` sampled j per positive."""
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        users, items = batch["user"], batch["item"]
-        negatives = self.sample(users)  # [B, n]
-        k = negatives.shape[1]
-        all_users = torch.cat([users, users.repeat_interleave(k)])
-        all_items = torch.cat([items, negatives.reshape(-1)])
-        scores = self.model.score_pairs(all_users, all_items)
-        positive, negative = scores[: len(users)], scores[len(users) :].view(len(users), k)
-        return -F.logsigmoid(positive[:, None] - negative).mean()
+        scores = self.candidate_scores(batch)  # [B, 1 + negatives], the positive first
+        return -F.logsigmoid(scores[:, :1] - scores[:, 1:]).mean()
 
 
 class BCETask(_SampledNegatives):
     """Pointwise binary cross-entropy: observed pairs labelled 1, ``negatives`` sampled pairs per positive 0."""
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        users, items = batch["user"], batch["item"]
-        negatives = self.sample(users)
-        k = negatives.shape[1]
-        all_users = torch.cat([users, users.repeat_interleave(k)])
-        all_items = torch.cat([items, negatives.reshape(-1)])
-        labels = torch.cat([torch.ones(len(users)), torch.zeros(len(users) * k)]).to(users.device)
-        return F.binary_cross_entropy_with_logits(self.model.score_pairs(all_users, all_items), labels)
+        scores = self.candidate_scores(batch)  # [B, 1 + negatives], the positive first
+        labels = torch.zeros_like(scores)
+        labels[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(scores, labels)
 
 
 class MSETask(RecommenderTask):
