@@ -130,11 +130,13 @@ class RecommenderTask(L.LightningModule, Recommender):
         padded = np.concatenate([mine, np.repeat(mine[:1], size - len(mine))]) if len(mine) else np.repeat(users[:1], size)
         local = evaluate(self, part, exclude=exclude, k=ks, batch_size=self.eval_batch_size, users=padded)
         gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, (local.per_user, local.summary))
-        per_user = pl.concat([g[0] for g in gathered]).unique("user", keep="first").sort("user")
+        dist.all_gather_object(gathered, local.per_user)
+        per_user = pl.concat(gathered).unique("user", keep="first").sort("user")
         summary = {m: float(per_user[m].mean()) for m in per_user.columns if m not in ("user", "n_relevant")}
-        catalogue = {m: v for m, v in gathered[0][1].items() if m not in summary}  # per-rank lists; rank 0's
-        return Evaluation(summary={**summary, **catalogue}, per_user=per_user, ks=local.ks, mode=local.mode)
+        # Catalogue metrics (coverage, popularity, Gini) need every rank's top-K lists, which are not gathered:
+        # they are left out of a distributed evaluation rather than reported from one rank's share of users.
+        notes = ["catalogue metrics omitted: users were ranked on separate processes"]
+        return Evaluation(summary=summary, per_user=per_user, ks=local.ks, mode=local.mode, notes=notes)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def validation_step(self, batch: Any, batch_idx: int) -> None:
