@@ -106,6 +106,20 @@ class PairModel(nn.Module):
         return self.pair_scores(repeated, item).view(len(users), n)
 
 
+PAIR_BLOCK_ELEMENTS = 1 << 19
+"""Elements of one ``[users, items, hidden]`` block in `pairwise_head` (2 MiB of float32: stays in cache)."""
+
+
+def pairwise_head(user_h: torch.Tensor, item_h: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    """``head(user_h[:, None] + item_h[None])`` as ``[B, N]``, a few users at a time.
+
+    The per-pair MLP of full ranking is memory-bound: computing it for blocks of users small enough to stay in
+    cache is several times faster than one ``[B, N, hidden]`` tensor (measured on NeuMF, ML-100k).
+    """
+    rows = max(1, PAIR_BLOCK_ELEMENTS // (item_h.shape[0] * item_h.shape[1]))
+    return torch.cat([head(block[:, None, :] + item_h[None, :, :]) for block in user_h.split(rows)])
+
+
 def mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
     """Dropout → Linear → ReLU per layer (RecBole's ``MLPLayers``), on ``[..., sizes[0]]`` inputs."""
     layers: list[nn.Module] = []

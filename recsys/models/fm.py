@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from recsys.embeddings.tables import TableSpec
-from recsys.models.base import PairModel, State, concat_fields, mlp
+from recsys.models.base import PairModel, State, concat_fields, mlp, pairwise_head
 
 
 class FM(PairModel):
@@ -86,5 +86,5 @@ class DeepFM(FM):
         return super().pair_scores(user, item) + self.rest(user["h"] + item["h"]).squeeze(-1)
 
     def all_scores(self, user: State, item: State) -> torch.Tensor:
-        deep = self.rest(user["h"][:, None, :] + item["h"][None, :, :]).squeeze(-1)
+        deep = pairwise_head(user["h"], item["h"], lambda pairs: self.rest(pairs).squeeze(-1))
         return super().all_scores(user, item) + deep

@@ -40,4 +40,5 @@ class MF(PairModel):
         return (user["vec"] * item["vec"]).sum(-1) + user["bias"] + item["bias"] + self.global_bias
 
     def all_scores(self, user: State, item: State) -> torch.Tensor:
-        return user["vec"] @ item["vec"].T + user["bias"][:, None] + item["bias"][None, :] + self.global_bias
+        scores = torch.addmm(user["bias"][:, None], user["vec"], item["vec"].T)  # [B, N], one pass for the dot
+        return scores.add_(item["bias"][None, :] + self.global_bias)

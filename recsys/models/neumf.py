@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from recsys.embeddings.tables import TableSpec
-from recsys.models.base import PairModel, State, mlp
+from recsys.models.base import PairModel, State, mlp, pairwise_head
 
 
 class NeuMF(PairModel):
@@ -52,6 +52,6 @@ class NeuMF(PairModel):
         return self.output(torch.cat([user["gmf"] * item["gmf"], deep], dim=-1)).squeeze(-1)
 
     def all_scores(self, user: State, item: State) -> torch.Tensor:
-        deep = self.rest(user["h"][:, None, :] + item["h"][None, :, :])  # [B, N, hidden[-1]]
         w_gmf, w_deep = self.output.weight[0, : self.mf_dim], self.output.weight[0, self.mf_dim :]
-        return (user["gmf"] * w_gmf) @ item["gmf"].T + deep @ w_deep + self.output.bias
+        deep = pairwise_head(user["h"], item["h"], lambda pairs: self.rest(pairs) @ w_deep)  # [B, N]
+        return (user["gmf"] * w_gmf) @ item["gmf"].T + deep + self.output.bias

@@ -1,0 +1,145 @@
+"""RecBole 1.2.1 side of `scripts/bench_vs_recbole.py`: one BPR or NeuMF run on ML-100k, timed per epoch.
+
+Runs in the throw-away RecBole virtual environment that `bench_vs_recbole.py` builds (never in the project's
+venv), with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` so RecBole's ``torch.load`` of its own checkpoint works under
+torch >= 2.6, and with a temporary working directory (RecBole writes ``log_tensorboard/`` into the cwd).
+
+RecBole's default protocol and the model's shipped defaults, with the benchmark's matching settings (embedding
+size 64, train batch 2048, one full-ranking evaluation batch, NDCG@10 for early stopping). The trainer is
+RecBole's own `Trainer` with `_train_epoch` / `_valid_epoch` wrapped by timers; nothing else changes.
+
+Usage: python _recbole_runner.py --model BPR --epochs 300 --stopping-step 10 --seed 2020 --output run.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=["BPR", "NeuMF"], required=True)
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--stopping-step", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--eval-batch-size", type=int, default=4_096_000)  # ≥ 943 users × 1683 items: one batch
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--output", type=Path, default=None, help="JSON file (default: stdout)")
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # RecBole's Config also reads `--key=value` command-line arguments
+
+    started_process = time.perf_counter()
+    import recbole
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.trainer import Trainer
+    from recbole.utils import get_model, init_seed
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    imported = time.perf_counter()
+    checkpoints = tempfile.mkdtemp(prefix="recbole-ckpt-")
+    config = Config(
+        model=args.model,
+        dataset="ml-100k",
+        config_dict={
+            "data_path": str(Path(recbole.__file__).parent / "dataset_example"),
+            "checkpoint_dir": checkpoints,
+            "use_gpu": False,
+            "show_progress": False,
+            "seed": args.seed,
+            "reproducibility": True,
+            "epochs": args.epochs,
+            "stopping_step": args.stopping_step,
+            "embedding_size": 64,  # BPR's key; NeuMF's mf/mlp sizes default to 64 already
+            "train_batch_size": 2048,
+            "eval_batch_size": args.eval_batch_size,
+            "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
+            "metrics": ["NDCG", "Recall", "MRR", "Hit", "Precision"],
+            "topk": [10],
+            "valid_metric": "NDCG@10",
+            "save_dataset": False,
+            "save_dataloaders": False,
+        },
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+
+    epochs: list[dict] = []
+
+    class TimedTrainer(Trainer):
+        """RecBole's Trainer; each epoch's training and full validation are timed separately."""
+
+        fit_started = 0.0
+
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            t0 = time.perf_counter()
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+            epochs.append({"epoch": epoch_idx, "train_s": time.perf_counter() - t0,
+                           "loss": float(sum(loss) if isinstance(loss, tuple) else loss)})  # fmt: skip
+            return loss
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            t0 = time.perf_counter()
+            score, result = super()._valid_epoch(valid_data, show_progress)
+            t1 = time.perf_counter()
+            epochs[-1].update(valid_s=t1 - t0, val_ndcg10=float(result["ndcg@10"]), wall_s=t1 - self.fit_started,
+                              val={k: float(v) for k, v in result.items()})  # fmt: skip
+            return score, result
+
+    trainer = TimedTrainer(config, model)
+    prepared = time.perf_counter()
+    trainer.fit_started = prepared
+    best_valid, _ = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
+    fitted = time.perf_counter()
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    tested = time.perf_counter()
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+    best_epoch = max(epochs, key=lambda e: (e.get("val_ndcg10", -1.0), -e["epoch"]))["epoch"]
+    out = {
+        "framework": "recbole",
+        "recbole_version": recbole.__version__,
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "model": args.model,
+        "seed": args.seed,
+        "max_epochs": args.epochs,
+        "stopping_step": args.stopping_step,
+        "eval_batch_size": args.eval_batch_size,
+        "n_users": int(dataset.user_num - 1),  # RecBole counts the padding id 0
+        "n_items": int(dataset.item_num - 1),
+        "n_train": len(train_data._dataset),
+        "valid_batches": len(valid_data),
+        "import_s": imported - started_process,
+        "setup_s": prepared - imported,  # config, dataset, split, data loaders, model, trainer
+        "fit_s": fitted - prepared,
+        "test_s": tested - fitted,
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "best_val_ndcg10": float(best_valid),
+        "test": {k: float(v) for k, v in test_result.items()},
+        "test_ndcg10": float(test_result["ndcg@10"]),
+    }
+    text = json.dumps(out, indent=2)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # set by the caller; harmless to repeat
+    main()

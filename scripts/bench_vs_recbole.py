@@ -1,0 +1,485 @@
+"""recsys against RecBole 1.2.1 on ML-100k, side by side in one run: MF-BPR vs RecBole's BPR, NeuMF vs RecBole's NeuMF.
+
+Both sides use RecBole's default protocol (each user's interactions shuffled and cut 8:1:1, full ranking of
+every unseen item, NDCG@10 for early stopping and best-epoch selection) and the same settings: 64-dim
+embeddings, Adam at lr 1e-3, training batch 2048, one uniform negative per positive, the whole validation in
+one scoring batch. Every run is a fresh process, recsys and RecBole alternating (the order flips each
+repetition), and each epoch's training and full validation are timed separately:
+
+- recsys (this project's venv): ``BPRTask(MF(64))`` / ``BCETask(NeuMF(), negatives=1)`` fitted with
+  ``task.fit(..., callbacks=[EpochTimer])``; then ``recsys.evaluate`` on the test split.
+- RecBole (a throw-away venv built once under ``--recbole-venv``; RecBole is never installed into the project's
+  venv): ``scripts/_recbole_runner.py`` runs RecBole's own ``Trainer`` with ``_train_epoch`` / ``_valid_epoch``
+  wrapped by timers, and tests the best checkpoint.
+
+Reported (medians over epochs, then over repetitions): training seconds per epoch, full-validation seconds,
+wall time to RecBole's best validation NDCG@10 (recsys: its first epoch at or above the RecBole run's best of
+the same repetition; RecBole: its best epoch), best validation and test NDCG@10. Targets: MF-BPR train time per
+epoch ≤ 0.5× RecBole's BPR, NeuMF validation ≤ 0.2× RecBole's, time to RecBole's best ≤ 0.5×.
+
+Usage:
+    python scripts/bench_vs_recbole.py [--repeats 3] [--epochs 300] [--patience 10] [--models bpr,neumf]
+                                       [--quick] [--output results/bench_vs_recbole.json]
+                                       [--recbole-venv ~/.cache/recsys/recbole-venv] [--threads 1]
+    python scripts/bench_vs_recbole.py --from-json results/bench_vs_recbole.json   # re-print the table
+
+Each run records the recsys source it used (git HEAD and a hash of the package's files); the script warns when
+they differ across runs (someone edited the working tree mid-benchmark). A full run (3 repetitions, both models,
+1 thread) takes about 20 minutes on a 2-core machine, plus about 1.5 minutes to build the RecBole venv once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RUNNER = HERE / "_recbole_runner.py"
+DEFAULT_VENV = Path.home() / ".cache" / "recsys" / "recbole-venv"
+
+# The RecBole venv. torch's local version label makes pip take the CPU build (from this machine's wheel folder,
+# or from an index a user names with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu) and fail rather
+# than fall back to PyPI's CUDA build. RecBole goes in with --no-deps: of its declared requirements, ray, plotly,
+# thop, psutil and tabulate are only needed by quick_start / hyper-parameter tuning / FLOPs counting, none of
+# which the runner imports. The rest is what `from recbole.{config,data,model,trainer,utils} import ...` needs.
+TORCH_SPEC = "torch==2.13.0+cpu"
+RECBOLE_SPEC = "recbole==1.2.1"
+RECBOLE_DEPS = [
+    "numpy==1.26.4",  # RecBole 1.2.1 uses np.float / np.int-era APIs removed in numpy 2
+    "pandas==2.2.3",  # < 2.3
+    "setuptools==80.10.2",  # < 81: tensorboard imports pkg_resources
+    "scipy==1.17.1",
+    "scikit-learn==1.9.1",
+    "pyyaml==6.0.4",
+    "colorlog==4.7.2",  # RecBole's own pin
+    "colorama==0.4.4",  # RecBole's own pin
+    "tqdm==4.70.1",
+    "texttable==1.7.2",
+    "tensorboard==2.21.0",  # recbole.utils imports torch.utils.tensorboard.SummaryWriter
+]
+RECBOLE_IMPORT_CHECK = (
+    "import torch; assert torch.version.cuda is None, torch.version.cuda; "
+    "from recbole.config import Config; from recbole.data import create_dataset, data_preparation; "
+    "from recbole.model.general_recommender import BPR, NeuMF; from recbole.trainer import Trainer; "
+    "from recbole.utils import get_model, init_seed; print('recbole', __import__('recbole').__version__, torch.__version__)"
+)
+
+MODELS = {"bpr": ("MF-BPR", "BPR"), "neumf": ("NeuMF", "NeuMF")}
+RECBOLE_REFERENCE_TEST_NDCG10 = {"bpr": 0.2937, "neumf": 0.2790}  # RecBole 1.2.1 here, mean of 3 seeds
+TARGETS = {"train_ratio_bpr": 0.5, "valid_ratio_neumf": 0.2, "time_to_best_ratio": 0.5}
+
+
+# ---------------------------------------------------------------------------------------------- RecBole venv
+def _spec_hash() -> str:
+    text = "\n".join([sys.version_info[:2].__repr__(), TORCH_SPEC, RECBOLE_SPEC, *RECBOLE_DEPS])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _pip(python: Path, *args: str) -> None:
+    cmd = [str(python), "-m", "pip", "--disable-pip-version-check", "install", "-q", *args]
+    print("[recbole-venv] pip install", " ".join(args), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    noise = "is ignored: it is neither a file nor a directory"  # this machine's pip config names absent folders
+    shown = [ln for ln in (proc.stdout + proc.stderr).splitlines() if noise not in ln and ln.strip()]
+    if proc.returncode != 0:
+        print("\n".join(shown), file=sys.stderr)
+        hint = (
+            f"\n(pip needs a CPU build of torch, {TORCH_SPEC}; point it at one with PIP_FIND_LINKS=<wheel folder> or "
+            "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu)" if any(a.startswith("torch") for a in args) else ""
+        )  # fmt: skip
+        raise SystemExit(f"[recbole-venv] pip install failed ({proc.returncode}){hint}")
+
+
+def ensure_recbole_venv(venv: Path, python_exe: str) -> Path:
+    """Create (once) the throw-away venv with RecBole 1.2.1 and a CPU torch; returns its python."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".bench-vs-recbole-installed"
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == _spec_hash():
+        return python
+    started = time.perf_counter()
+    print(f"[recbole-venv] building {venv} with {python_exe} ...", flush=True)
+    if not python.exists():
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([python_exe, "-m", "venv", str(venv)], check=True)
+    _pip(python, TORCH_SPEC)  # first and alone, so nothing later can pull another torch
+    _pip(python, TORCH_SPEC, *RECBOLE_DEPS)
+    _pip(python, "--no-deps", RECBOLE_SPEC)
+    check = subprocess.run([str(python), "-W", "ignore", "-c", RECBOLE_IMPORT_CHECK], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise SystemExit(f"[recbole-venv] RecBole does not import:\n{check.stderr[-3000:]}")
+    stamp.write_text(_spec_hash())
+    print(f"[recbole-venv] {check.stdout.strip()} ready in {time.perf_counter() - started:.0f} s", flush=True)
+    return python
+
+
+def recsys_source() -> dict[str, Any]:
+    """The recsys code a run used: git HEAD (read-only query) and a hash of the package's ``.py`` files, so runs
+    that straddle an edit of a shared working tree can be spotted."""
+    import recsys
+
+    root = Path(recsys.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "."], capture_output=True, text=True)
+    return {"git_head": head.stdout.strip() or None, "dirty": bool(dirty.stdout.strip()), "source_sha256": digest.hexdigest()[:16]}
+
+
+# ---------------------------------------------------------------------------------------------- one run each
+def run_recbole(python: Path, key: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="recbole-run-") as tmp:
+        out = Path(tmp) / "run.json"
+        cmd = [str(python), "-W", "ignore", str(RUNNER), "--model", MODELS[key][1], "--epochs", str(args.epochs),
+               "--stopping-step", str(args.patience), "--seed", str(seed), "--output", str(out)]  # fmt: skip
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
+        env.pop("PYTHONPATH", None)
+        return _run_child(cmd, env, tmp, out)
+
+
+def run_recsys(key: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="recsys-run-") as tmp:
+        out = Path(tmp) / "run.json"
+        cmd = [sys.executable, "-W", "ignore", str(Path(__file__).resolve()), "--worker", key, "--seed", str(seed),
+               "--epochs", str(args.epochs), "--patience", str(args.patience), "--worker-output", str(out)]  # fmt: skip
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        return _run_child(cmd, {**os.environ, "PYTHONWARNINGS": "ignore"}, os.getcwd(), out)
+
+
+def _run_child(cmd: list[str], env: dict[str, str], cwd: str, out: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        raise SystemExit(f"run failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    result = json.loads(out.read_text())
+    result["process_s"] = time.perf_counter() - started
+    return result
+
+
+def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path, threads: int | None) -> None:
+    """One recsys fit + test in this process (the project's venv); writes the same record shape as the runner."""
+    started_process = time.perf_counter()
+    import lightning as L
+    import torch
+
+    import recsys
+    from recsys.models import MF, NeuMF
+    from recsys.tasks import BCETask, BPRTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    imported = time.perf_counter()
+    data = recsys.datasets.load("ml-100k")
+    train, valid, test = recsys.splits.per_user_random(data, (0.8, 0.1, 0.1), seed=seed)
+    if key == "bpr":
+        task = BPRTask(MF(64), lr=1e-3, seed=seed)
+    else:
+        task = BCETask(NeuMF(), lr=1e-3, negatives=1, seed=seed)
+    assert task.eval_batch_size >= train.n_users, "validation must score all users in one chunk, as RecBole's does"
+
+    class EpochTimer(L.Callback):
+        """Training and validation seconds of each epoch, the validation NDCG@10 and the wall time since ``t0``.
+
+        Lightning validates inside the training epoch (after its last batch), so an epoch's training time is
+        its span less its validation's; Lightning's own per-epoch work outside the hooks counts as training.
+        """
+
+        def __init__(self) -> None:
+            self.t0 = time.perf_counter()
+            self.epochs: list[dict[str, Any]] = []
+            self.fit_started: float | None = None
+
+        def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.fit_started = time.perf_counter()
+
+        def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.epochs.append({"epoch": trainer.current_epoch, "valid_s": 0.0})
+            self._epoch_start = self._last_batch = time.perf_counter()
+
+        def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+            self._last_batch = time.perf_counter()
+
+        def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self._valid_start = time.perf_counter()
+
+        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            now = time.perf_counter()
+            if trainer.sanity_checking or not self.epochs:
+                return
+            self.epochs[-1].update(
+                valid_s=now - self._valid_start, val_ndcg10=float(trainer.callback_metrics["val/ndcg@10"]),
+                wall_s=now - self.t0, val={k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
+            )  # fmt: skip
+
+        def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            epoch = self.epochs[-1]
+            span = time.perf_counter() - self._epoch_start
+            epoch.update(epoch_s=span, train_s=span - epoch["valid_s"], batches_s=self._last_batch - self._epoch_start)
+            loss = trainer.callback_metrics.get("train/loss")
+            if loss is not None:
+                epoch["loss"] = float(loss)
+
+    prepared = time.perf_counter()
+    timer = EpochTimer()  # t0: just before fit (the data module, feature space and tables are built inside fit)
+    task.fit(train, valid, max_epochs=epochs, patience=patience, batch_size=2048, callbacks=[timer])
+    fitted = time.perf_counter()
+    ev = recsys.evaluate(task, test, exclude=[train, valid], k=(10,))
+    tested = time.perf_counter()
+
+    best = task.best_weights_
+    out = {
+        "framework": "recsys",
+        "recsys_version": recsys.__version__,
+        "recsys_source": recsys_source(),
+        "torch_version": torch.__version__,
+        "lightning_version": L.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "model": MODELS[key][0],
+        "seed": seed,
+        "max_epochs": epochs,
+        "patience": patience,
+        "eval_batch_size": task.eval_batch_size,
+        "n_users": train.n_users,
+        "n_items": train.n_items,
+        "n_train": len(train.frame),
+        "import_s": imported - started_process,
+        "setup_s": prepared - imported,  # load + split + task construction
+        "fit_s": fitted - prepared,
+        "fit_overhead_s": (timer.fit_started or prepared) - timer.t0,  # inside fit, before the first epoch
+        "test_s": tested - fitted,
+        "epochs": timer.epochs,
+        "best_epoch": best.best_epoch,
+        "best_val_ndcg10": float(best.best) if best.best is not None else None,
+        "test": {k: float(v) for k, v in ev.summary.items() if isinstance(v, (int, float))},
+        "test_ndcg10": float(ev.summary["ndcg@10"]),
+    }
+    output.write_text(json.dumps(out, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _finite(v: float) -> float | None:
+    return v if v != float("inf") else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def time_to_target(run: dict[str, Any], target: float) -> tuple[float | None, int | None]:
+    """Wall seconds (since fit start) and epoch of the first validation at or above ``target``."""
+    for epoch in run["epochs"]:
+        if epoch.get("val_ndcg10") is not None and epoch["val_ndcg10"] >= target:
+            return epoch["wall_s"], epoch["epoch"]
+    return None, None
+
+
+def summarise(key: str, pairs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    per_rep = []
+    for pair in pairs:
+        rs, rb = pair["recsys"], pair["recbole"]
+        rb_best_epoch = max(rb["epochs"], key=lambda e: (e.get("val_ndcg10", -1.0), -e["epoch"]))
+        target = rb_best_epoch["val_ndcg10"]
+        rs_wall, rs_epoch = time_to_target(rs, target)
+        row = {"seed": rs["seed"], "target_val_ndcg10": target}
+        for side, run in (("recsys", rs), ("recbole", rb)):
+            row[side] = {
+                "train_s_per_epoch": statistics.median(e["train_s"] for e in run["epochs"]),
+                "valid_s": statistics.median(e["valid_s"] for e in run["epochs"] if "val_ndcg10" in e),
+                "epochs_run": len(run["epochs"]),
+                "best_epoch": run["best_epoch"],
+                "best_val_ndcg10": run["best_val_ndcg10"],
+                "test_ndcg10": run["test_ndcg10"],
+                "fit_s": run["fit_s"],
+            }
+        row["recsys"]["time_to_target_s"], row["recsys"]["epoch_at_target"] = rs_wall, rs_epoch
+        row["recbole"]["time_to_target_s"], row["recbole"]["epoch_at_target"] = rb_best_epoch["wall_s"], rb_best_epoch["epoch"]
+        row["time_to_target_ratio"] = _ratio(rs_wall, rb_best_epoch["wall_s"])
+        # secondary: both sides' first epoch at or above 99% of the RecBole run's best (robust to a plateau just
+        # below the target)
+        for side, run in (("recsys", rs), ("recbole", rb)):
+            row[side]["time_to_99pct_s"], row[side]["epoch_at_99pct"] = time_to_target(run, 0.99 * target)
+        row["time_to_99pct_ratio"] = _ratio(row["recsys"]["time_to_99pct_s"], row["recbole"]["time_to_99pct_s"])
+        per_rep.append(row)
+
+    def med(side: str, field: str) -> float | None:
+        return _median([r[side][field] for r in per_rep])
+
+    fields = ["train_s_per_epoch", "valid_s", "time_to_target_s", "time_to_99pct_s", "best_val_ndcg10", "test_ndcg10",
+              "epochs_run", "fit_s"]  # fmt: skip
+    medians = {side: {f: med(side, f) for f in fields} for side in ("recsys", "recbole")}
+    reached = sum(r["recsys"]["time_to_target_s"] is not None for r in per_rep)
+    return {
+        "per_repetition": per_rep,
+        "median": medians,
+        "ratios": {
+            "train_s_per_epoch": _ratio(medians["recsys"]["train_s_per_epoch"], medians["recbole"]["train_s_per_epoch"]),
+            "valid_s": _ratio(medians["recsys"]["valid_s"], medians["recbole"]["valid_s"]),
+            # per repetition, then the median; a repetition where recsys never reached the target counts as
+            # infinitely slow (None in the JSON when that makes the median infinite)
+            "time_to_target": _finite(statistics.median(
+                [r["time_to_target_ratio"] if r["time_to_target_ratio"] is not None else float("inf") for r in per_rep]
+            )),
+            "time_to_99pct": _finite(statistics.median(
+                [r["time_to_99pct_ratio"] if r["time_to_99pct_ratio"] is not None else float("inf") for r in per_rep]
+            )),
+        },
+        "recsys_reached_target": f"{reached}/{len(per_rep)}",
+        "recbole_reference_test_ndcg10": RECBOLE_REFERENCE_TEST_NDCG10[key],
+    }
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    if v is None:
+        return "—"
+    if v == float("inf"):
+        return "n/r"
+    return format(v, spec)
+
+
+def print_table(summary: dict[str, Any], repeats: int, threads: int | None) -> None:
+    lines = [
+        f"recsys vs RecBole 1.2.1 on ML-100k (RS 8:1:1, full ranking), medians of {repeats} repetition(s), "
+        f"torch threads {threads or 'default'}; n/r: recsys never reached RecBole's best validation NDCG@10",
+        "",
+    ]
+    head = f"{'':34s} {'recsys':>12s} {'RecBole':>12s} {'ratio':>8s}   target"
+    lines += [head, "-" * len(head)]
+    for key, s in summary.items():
+        name, rb_name = MODELS[key]
+        m, r = s["median"], s["ratios"]
+        lines.append(f"{name} vs RecBole {rb_name}")
+
+        def row(label: str, field: str, spec: str, ratio: float | None = None, target: float | None = None) -> None:
+            verdict = ""
+            if target is not None:
+                verdict = f"≤ {target:g}: " + ("met" if ratio is not None and ratio <= target else "MISSED")
+            ratio_text = _fmt(ratio, ".2f") + ("x" if ratio not in (None, float("inf")) else "")
+            if field.startswith("time_to") and ratio is None:
+                ratio_text = "n/r"
+            lines.append(f"  {label:32s} {_fmt(m['recsys'][field], spec):>12s} {_fmt(m['recbole'][field], spec):>12s} "
+                         f"{ratio_text if ratio is not None or field.endswith('_s') or 'per_epoch' in field else '':>8s}   {verdict}")  # fmt: skip
+
+        row("train s / epoch", "train_s_per_epoch", ".3f", r["train_s_per_epoch"],
+            TARGETS["train_ratio_bpr"] if key == "bpr" else None)  # fmt: skip
+        row("full validation s", "valid_s", ".3f", r["valid_s"], TARGETS["valid_ratio_neumf"] if key == "neumf" else None)
+        row("wall s to RecBole's best val", "time_to_target_s", ".1f", r["time_to_target"], TARGETS["time_to_best_ratio"])
+        lines.append(f"  {'  (recsys reached it in)':32s} {s['recsys_reached_target']:>12s}")
+        row("wall s to 99% of that", "time_to_99pct_s", ".1f", r.get("time_to_99pct"))
+        row("best val NDCG@10", "best_val_ndcg10", ".4f")
+        row("test NDCG@10", "test_ndcg10", ".4f")
+        lines.append(f"  {'  (RecBole reference, 3 seeds)':32s} {'':>12s} {s['recbole_reference_test_ndcg10']:>12.4f}")
+        row("epochs run", "epochs_run", ".0f")
+        row("fit s (whole training)", "fit_s", ".1f", _ratio(m["recsys"]["fit_s"], m["recbole"]["fit_s"]))
+    print("\n".join(lines), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=300, help="maximum epochs (RecBole's default 300)")
+    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience (RecBole's stopping_step)")
+    parser.add_argument("--models", default="bpr,neumf")
+    parser.add_argument("--seed", type=int, default=2020, help="repetition r uses seed + r on both sides")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, 5 epochs, patience 2")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads on both sides (default 1: on a shared 2-core machine two OpenMP threads per "
+                             "process oversubscribe the cores and swamp the timings; 0 = torch's default)")
+    parser.add_argument("--output", type=Path, default=Path("results/bench_vs_recbole.json"))
+    parser.add_argument("--recbole-venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="recompute the summary and table from the raw runs of an earlier --output (no runs)")
+    parser.add_argument("--python", default=shutil.which("python3.11") or "python3.11", help="creates the RecBole venv")
+    parser.add_argument("--worker", choices=sorted(MODELS), help=argparse.SUPPRESS)  # internal: one recsys run
+    parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        recsys_worker(args.worker, args.seed, args.epochs, args.patience, args.worker_output, args.threads)
+        return
+    if args.quick:
+        args.repeats, args.epochs, args.patience = 1, 5, 2
+    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    unknown = set(keys) - set(MODELS)
+    if unknown:
+        parser.error(f"unknown models {sorted(unknown)}; choose from {sorted(MODELS)}")
+
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        result["summary"] = {key: summarise(key, pairs) for key, pairs in result["runs"].items()}
+        args.from_json.write_text(json.dumps(result, indent=2))
+        settings = result["settings"]
+        print_table(result["summary"], settings["repeats"], settings["threads"])
+        print(f"\nrewrote the summary in {args.from_json}")
+        return
+
+    started = time.perf_counter()
+    python = ensure_recbole_venv(args.recbole_venv.expanduser(), args.python)
+    runs: dict[str, list[dict[str, dict[str, Any]]]] = {k: [] for k in keys}
+    summary: dict[str, Any] = {}
+    for key in keys:
+        for rep in range(args.repeats):
+            seed = args.seed + rep
+            order = ["recsys", "recbole"] if rep % 2 == 0 else ["recbole", "recsys"]
+            pair: dict[str, dict[str, Any]] = {}
+            for side in order:
+                t0 = time.perf_counter()
+                pair[side] = run_recsys(key, args, seed) if side == "recsys" else run_recbole(python, key, args, seed)
+                run = pair[side]
+                print(f"[{key} rep {rep + 1}/{args.repeats} seed {seed}] {side:7s}: {len(run['epochs'])} epochs, "
+                      f"train {statistics.median(e['train_s'] for e in run['epochs']):.3f} s/epoch, "
+                      f"valid {statistics.median(e['valid_s'] for e in run['epochs']):.3f} s, "
+                      f"best val {run['best_val_ndcg10']:.4f} (epoch {run['best_epoch']}), "
+                      f"test {run['test_ndcg10']:.4f}, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+            runs[key].append(pair)
+        summary[key] = summarise(key, runs[key])
+
+    result = {
+        "settings": {"repeats": args.repeats, "max_epochs": args.epochs, "patience": args.patience, "models": keys,
+                     "seeds": [args.seed + r for r in range(args.repeats)], "threads": args.threads,
+                     "quick": args.quick, "dataset": "ml-100k", "split": "RS 8:1:1 per user (RO), full ranking",
+                     "embedding_dim": 64, "train_batch_size": 2048, "lr": 1e-3, "negatives": 1},  # fmt: skip
+        "targets": TARGETS,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},  # fmt: skip
+        "recbole_venv": {"path": str(args.recbole_venv.expanduser()), "torch": TORCH_SPEC, "recbole": RECBOLE_SPEC,
+                         "deps": RECBOLE_DEPS},  # fmt: skip
+        "recsys_source": recsys_source(),
+        "summary": summary,
+        "runs": runs,
+        "total_s": time.perf_counter() - started,
+    }
+    sources = {p["recsys"]["recsys_source"]["source_sha256"] for pairs in runs.values() for p in pairs}
+    sources.add(result["recsys_source"]["source_sha256"])
+    result["recsys_source"]["consistent"] = len(sources) == 1
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2))
+    if len(sources) > 1:
+        print(f"\nWARNING: recsys's source changed during the benchmark ({len(sources)} versions); rerun", flush=True)
+    print()
+    print_table(summary, args.repeats, args.threads)
+    print(f"\nwrote {args.output} (total {result['total_s'] / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
