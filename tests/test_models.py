@@ -105,10 +105,6 @@ class QuickBCE(_Quick, BCETask):
     pass
 
 
-class QuickMSE(_Quick, MSETask):
-    pass
-
-
 class TestMFBPR(RecommenderContract):
     def make_model(self):
         return QuickBPR(MF(8), lr=0.02, seed=3)
@@ -124,3 +120,25 @@ class TestDeepFMBPR(RecommenderContract):
 
     def make_model(self):
         return QuickBPR(DeepFM(8, hidden=(16,), dropout=0.0), lr=0.02, seed=3)
+
+
+def test_click_and_rating_metrics_match_sklearn_on_the_observed_pairs(rich) -> None:
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from recsys.data.modules import InteractionsDataModule
+    from recsys.tasks import ClickTask
+
+    data = InteractionsDataModule.from_splits(rich, rich, label_threshold=3.0, side_features=True)
+    click, mse = ClickTask(FM(4)), MSETask(MF(4))
+    for task in (click, mse):
+        task.attach(data)
+    with torch.no_grad():
+        logits = click.model.score_pairs(torch.from_numpy(rich.frame["user"].to_numpy()), torch.from_numpy(rich.frame["item"].to_numpy()))
+        ratings = mse.model.score_pairs(torch.from_numpy(rich.frame["user"].to_numpy()), torch.from_numpy(rich.frame["item"].to_numpy()))
+    labels = (rich.frame["rating"].to_numpy() >= 3.0).astype(float)
+    probs = torch.sigmoid(logits).double().numpy()
+    metrics = click.click_metrics(rich)
+    assert metrics["auc"] == pytest.approx(roc_auc_score(labels, probs))
+    assert metrics["logloss"] == pytest.approx(log_loss(labels, probs))
+    expected_rmse = float(np.sqrt(np.mean((ratings.double().numpy() - rich.frame["rating"].to_numpy()) ** 2)))
+    assert mse.rmse(rich) == pytest.approx(expected_rmse)

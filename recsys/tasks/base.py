@@ -104,6 +104,17 @@ class RecommenderTask(L.LightningModule, Recommender):
             self._item_cache = (version, self.model.encode("item", ids))
         return self._item_cache[1]
 
+    def observed_scores(self, part: Interactions, chunk: int = 65536) -> np.ndarray:
+        """``[len(part)]`` float64 scores of a split's own (user, item) rows, in eval mode and chunks."""
+        was_training = self.training
+        self.eval()
+        users = torch.from_numpy(part.frame["user"].to_numpy().copy()).to(self.device)
+        items = torch.from_numpy(part.frame["item"].to_numpy().copy()).to(self.device)
+        with torch.no_grad():
+            scores = [self.model.score_pairs(u, i) for u, i in zip(users.split(chunk), items.split(chunk))]
+        self.train(was_training)
+        return torch.cat(scores).cpu().numpy().astype(np.float64)
+
     def evaluate_split(self, part: Interactions, exclude: list[Interactions], k: Sequence[int] | None = None) -> Evaluation:
         """The shared evaluator on ``part``; under data parallelism each rank ranks an equal share of the users
         and the per-user results are gathered, so every rank returns the same `Evaluation`."""

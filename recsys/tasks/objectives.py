@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.data.sampling import NegativeSampler
 from recsys.models.base import PairModel
@@ -78,13 +79,10 @@ class MSETask(RecommenderTask):
         super().validation_step(batch, batch_idx)
         self.log("val/rmse", self.rmse(self.valid_), batch_size=1)
 
-    def rmse(self, part) -> float:
-        frame = part.frame
-        with torch.no_grad():
-            users = torch.from_numpy(frame["user"].to_numpy().copy()).to(self.device)
-            items = torch.from_numpy(frame["item"].to_numpy().copy()).to(self.device)
-            predicted = self.model.score_pairs(users, items).cpu().numpy()
-        return float(np.sqrt(np.mean((predicted - frame["rating"].to_numpy()) ** 2)))
+    def rmse(self, part: Interactions) -> float:
+        """Root mean squared error of the predicted ratings of a split's observed pairs."""
+        predicted = self.observed_scores(part)
+        return float(np.sqrt(np.mean((predicted - part.frame["rating"].to_numpy()) ** 2)))
 
 
 class ClickTask(RecommenderTask):
@@ -101,20 +99,12 @@ class ClickTask(RecommenderTask):
         super().attach(data)
         self.label_threshold = data.label_threshold
 
-    def click_metrics(self, part) -> dict[str, float]:
+    def click_metrics(self, part: Interactions) -> dict[str, float]:
         """AUC and log loss of the model's click probabilities on a labelled split."""
         from sklearn.metrics import log_loss, roc_auc_score
 
-        frame = part.frame
-        labels = (frame["rating"].to_numpy() >= self.label_threshold).astype(np.float64)
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            users = torch.from_numpy(frame["user"].to_numpy().copy()).to(self.device)
-            items = torch.from_numpy(frame["item"].to_numpy().copy()).to(self.device)
-            logits = torch.cat([self.model.score_pairs(u, i) for u, i in zip(users.split(65536), items.split(65536))])
-        self.train(was_training)
-        probs = torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+        labels = (part.frame["rating"].to_numpy() >= self.label_threshold).astype(np.float64)
+        probs = 1.0 / (1.0 + np.exp(-self.observed_scores(part)))
         return {"auc": float(roc_auc_score(labels, probs)), "logloss": float(log_loss(labels, probs, labels=[0, 1]))}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
