@@ -87,8 +87,17 @@ class RecommenderTask(L.LightningModule, Recommender):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["user"]))
+        # Summed here and logged once per epoch: `self.log` on every step costs about 1 ms, a tenth of a step.
+        self._loss_sum = self._loss_sum + loss.detach() * len(batch["user"])
+        self._loss_rows += len(batch["user"])
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_rows = torch.zeros((), device=self.device), 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._loss_rows:
+            self.log("train/loss", self._loss_sum / self._loss_rows, prog_bar=True)
 
     # ------------------------------------------------------------------------------------------ scoring
     def score(self, users: torch.Tensor) -> torch.Tensor:
