@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Self, Sequence
+from typing import Any, Literal, Self, Sequence
 
 import lightning as L
 import numpy as np
@@ -43,7 +43,7 @@ class RecommenderTask(L.LightningModule, Recommender):
         model: PairModel,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adam",
+        optimizer: Literal["adam", "sgd"] = "adam",
         eval_k: Sequence[int] = (10, 20),
         eval_batch_size: int = 1024,
         seed: int = 2026,

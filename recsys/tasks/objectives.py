@@ -26,7 +26,7 @@ class _SampledNegatives(RecommenderTask):
         negative_distribution: Literal["uniform", "popularity"] = "uniform",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adam",
+        optimizer: Literal["adam", "sgd"] = "adam",
         eval_k: Sequence[int] = (10, 20),
         eval_batch_size: int = 1024,
         seed: int = 2026,
