@@ -88,14 +88,14 @@ class Recommender(ABC):
             codes = train.users.encode(pl.Series("user", list(users)), what="user").to_numpy()
         exclude = self.seen() if exclude_seen else None
         items, scores = top_k(self.score, codes, min(k, train.n_items), exclude=exclude, batch_size=batch_size)
-        valid = np.isfinite(scores)
-        rows = np.repeat(np.arange(len(codes)), items.shape[1])[valid.ravel()]
-        ranks = np.tile(np.arange(1, items.shape[1] + 1), len(codes))[valid.ravel()]
+        shown = np.isfinite(scores).ravel()  # excluded slots of users with fewer than k rankable items
+        rows = np.repeat(np.arange(len(codes)), items.shape[1])[shown]
+        ranks = np.tile(np.arange(1, items.shape[1] + 1), len(codes))[shown]
         return pl.DataFrame(
             {
                 "user": train.users.decode(codes[rows]),
-                "item": train.items.decode(items.ravel()[valid.ravel()]),
-                "score": scores.ravel()[valid.ravel()].astype(np.float32),
+                "item": train.items.decode(items.ravel()[shown]),
+                "score": scores.ravel()[shown].astype(np.float32),
                 "rank": ranks.astype(np.int64),
             }
         )

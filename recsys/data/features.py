@@ -13,6 +13,7 @@ from typing import Literal, Sequence
 import numpy as np
 import polars as pl
 
+from recsys.data.csr import gather_rows
 from recsys.data.interactions import Interactions
 from recsys.data.validation import DataError
 
@@ -75,10 +76,7 @@ class Field:
 
     def lookup(self, entities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feature ids and bag lengths of ``entities`` (``[B]`` codes) → ``(values [nnz], lengths [B])``."""
-        starts, ends = self.indptr[entities], self.indptr[entities + 1]
-        lengths = ends - starts
-        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return self.ids[np.repeat(starts, lengths) + offsets], lengths
+        return gather_rows(self.indptr, self.ids, entities)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
-from recsys.data.interactions import Interactions, Vocabulary, concat
+from recsys.data.interactions import Interactions, Vocabulary
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
 from recsys.evaluation.ranking import top_k
 from recsys.recommender import Recommender

@@ -8,17 +8,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsys.data.csr import gather_rows
+
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(local row index, column) pairs of the nonzeros in ``matrix[rows]``; local rows index into ``rows``."""
-    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
-    lengths = ends - starts
-    local = np.repeat(np.arange(len(rows)), lengths)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    cols = matrix.indices[np.repeat(starts, lengths) + offsets]
-    return local, cols
+    cols, lengths = gather_rows(matrix.indptr, matrix.indices, rows)
+    return np.repeat(np.arange(len(rows)), lengths), cols
 
 
 def _index(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
