@@ -90,6 +90,28 @@ def test_models_use_torchrec_tables(rich) -> None:
     assert not [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
 
 
+@pytest.mark.parametrize("sides", [("user", "item"), ("user",), ("item",)])
+def test_direct_lookup_equals_the_collections_kjt_forward(rich, sides) -> None:
+    """The unsharded fast path (no KJT) gives the collection's own pooled values and gradients, for id fields,
+    single-valued side features, the multi-valued genre bag with an empty bag, and a side left out."""
+    torch.manual_seed(0)
+    model = FM(4)
+    model.build(feature_space(rich))
+    entities = {side: torch.tensor([0, 3, 2, 3, 1]) for side in sides}
+    direct = model.lookup(entities)
+    via_kjt = model.embeddings(model.features(users=entities.get("user"), items=entities.get("item")))
+    assert direct.keys() == via_kjt.keys() == set(model.field_names)
+    for name in direct:
+        torch.testing.assert_close(direct[name], via_kjt[name], rtol=0, atol=0)
+    grads = []
+    for pooled in (direct, via_kjt):
+        model.zero_grad()
+        sum((value * torch.arange(value.numel()).view_as(value)).sum() for value in pooled.values()).backward()
+        grads.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.embeddings.parameters()])
+    for direct_grad, kjt_grad in zip(*grads):
+        torch.testing.assert_close(direct_grad, kjt_grad)
+
+
 class _Quick:
     """Short training for the contract's tiny data."""
 

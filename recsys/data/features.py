@@ -41,6 +41,11 @@ class Field:
     vocabulary: tuple[str, ...]
 
     @property
+    def is_identity(self) -> bool:
+        """The entity's own code is its feature id (the ``user`` and ``item`` fields; those names are reserved)."""
+        return self.name == self.side
+
+    @property
     def multi_valued(self) -> bool:
         return bool((np.diff(self.indptr) != 1).any())
 

@@ -84,14 +84,20 @@ class PairModel(nn.Module):
         entities = {side: ids for side, ids in (("user", users), ("item", items)) if ids is not None}
         return to_kjt(self.space, self.field_names, entities)
 
+    def lookup(self, entities: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Pooled embeddings ``{field: Tensor[B, dim]}`` of ``{"user": codes, "item": codes}`` (either side may be
+        left out: its fields pool to zeros), through the (possibly sharded) tables."""
+        assert self.space is not None, "build(space) first"
+        return self.embeddings.lookup(self.space, self.field_names, entities)
+
     def encode(self, side: str, ids: torch.Tensor) -> State:
-        """State of ``ids`` on one side, through the (possibly sharded) tables."""
-        kwargs = {"users": ids} if side == "user" else {"items": ids}
-        return self.side_state(self.embeddings(self.features(**kwargs)), side)
+        """State of ``ids`` on one side."""
+        return self.side_state(self.lookup({side: ids}), side)
 
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``[B]`` scores of aligned code tensors (builds the KJT)."""
-        return self(self.features(users, items))
+        """``[B]`` scores of aligned code tensors."""
+        pooled = self.lookup({"user": users, "item": items})
+        return self.pair_scores(self.side_state(pooled, "user"), self.side_state(pooled, "item"))
 
     def score_candidates(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` scores of each user against its own ``C`` candidate items (``candidates [B, C]``).
