@@ -164,3 +164,17 @@ def test_click_and_rating_metrics_match_sklearn_on_the_observed_pairs(rich) -> N
     assert metrics["logloss"] == pytest.approx(log_loss(labels, probs))
     expected_rmse = float(np.sqrt(np.mean((ratings.double().numpy() - rich.frame["rating"].to_numpy()) ** 2)))
     assert mse.rmse(rich) == pytest.approx(expected_rmse)
+
+
+def test_several_batches_per_lightning_step_train_exactly_as_one(rich) -> None:
+    """Stepping a list of batches by hand (manual optimisation) takes the same optimiser steps, on the same
+    batches and negatives, as Lightning's automatic optimisation one batch at a time."""
+    weights = []
+    for per_step in (1, 3):
+        task = BPRTask(MF(4), lr=0.05, seed=5)
+        task.fit(rich, max_epochs=2, batch_size=8, batches_per_step=per_step)
+        assert task.automatic_optimization == (per_step == 1)
+        assert task.global_step == 2 * -(-len(rich) // 8)
+        weights.append({k: v.clone() for k, v in task.state_dict().items()})
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], msg=name)

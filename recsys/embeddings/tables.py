@@ -30,16 +30,18 @@ class TableSpec:
         num_embeddings: rows.
         dim: columns.
         pooling: how a multi-valued bag is reduced (``mean`` or ``sum``).
+        init_std: standard deviation of the normal initialisation; ``None`` is the Xavier-normal scale of the
+            whole table (so a shard of it is drawn from the same distribution).
     """
 
     name: str
     num_embeddings: int
     dim: int
     pooling: str = "mean"
+    init_std: float | None = None
 
     def config(self) -> EmbeddingBagConfig:
-        # Xavier-normal scale of the whole table, so a shard of it is drawn from the same distribution.
-        std = math.sqrt(2.0 / (self.num_embeddings + self.dim))
+        std = self.init_std if self.init_std is not None else math.sqrt(2.0 / (self.num_embeddings + self.dim))
         return EmbeddingBagConfig(
             name=self.name,
             embedding_dim=self.dim,

@@ -23,14 +23,19 @@ class NeuMF(PairModel):
         mlp_dim: MLP embedding dimension per side (64).
         hidden: MLP layer sizes after the concatenated embeddings ([128, 64]).
         dropout: dropout before each MLP layer (0.1).
+        init_std: embeddings start as N(0, init_std²) (RecBole's NeuMF: 0.01); ``None`` for Xavier-normal.
     """
 
-    def __init__(self, mf_dim: int = 64, mlp_dim: int = 64, hidden: Sequence[int] = (128, 64), dropout: float = 0.1) -> None:
+    def __init__(
+        self, mf_dim: int = 64, mlp_dim: int = 64, hidden: Sequence[int] = (128, 64), dropout: float = 0.1,
+        init_std: float | None = 0.01,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.mf_dim, self.mlp_dim, self.hidden, self.dropout = mf_dim, mlp_dim, tuple(hidden), dropout
+        self.init_std = init_std
 
     def table(self, name: str, rows: int) -> TableSpec:
-        return TableSpec(name, rows, self.mf_dim + self.mlp_dim)
+        return TableSpec(name, rows, self.mf_dim + self.mlp_dim, init_std=self.init_std)
 
     def build_dense(self) -> None:
         self.input_dropout = nn.Dropout(self.dropout)

@@ -19,6 +19,8 @@ from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
 
+Batch = dict[str, torch.Tensor]
+
 
 class RecommenderTask(L.LightningModule, Recommender):
     """Model + objective + optimiser. Subclasses implement `loss`.
@@ -62,6 +64,8 @@ class RecommenderTask(L.LightningModule, Recommender):
         data: InteractionsDataModule = self.trainer.datamodule
         data.setup(stage)
         self.attach(data)
+        # Lists of batches (`batches_per_step` > 1) are stepped by hand in `training_step`, one optimiser step each.
+        self.automatic_optimization = data.batches_per_step == 1
 
     def attach(self, data: InteractionsDataModule) -> None:
         """Build the model for the data's feature space and remember the splits."""
@@ -71,7 +75,10 @@ class RecommenderTask(L.LightningModule, Recommender):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_name == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            # The fused kernel (one pass over all parameters) saves ~20% of an MF-BPR step; sharded tables stay
+            # with the reference implementation, whose per-shard state `recsys.distributed` gathers.
+            fused = not (dist.is_available() and dist.is_initialized())
+            return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=fused)
         if self.optimizer_name == "sgd":
             return torch.optim.SGD(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         raise ValueError(f"unknown optimizer {self.optimizer_name!r}; use 'adam' or 'sgd'")
@@ -85,11 +92,24 @@ class RecommenderTask(L.LightningModule, Recommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The objective on one training batch (``user``, ``item`` and, where present, ``rating``/``label``)."""
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
+        """One optimiser step on a batch (automatic optimisation), or one per batch of a list (by hand)."""
+        if self.automatic_optimization:
+            return self._tracked_loss(batch)
+        optimizer = self.optimizers()
+        for part in batch:
+            loss = self._tracked_loss(part)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+        return None
+
+    def _tracked_loss(self, batch: Batch) -> torch.Tensor:
         loss = self.loss(batch)
         # Summed here and logged once per epoch: `self.log` on every step costs about 1 ms, a tenth of a step.
-        self._loss_sum = self._loss_sum + loss.detach() * len(batch["user"])
-        self._loss_rows += len(batch["user"])
+        rows = len(next(iter(batch.values())))
+        self._loss_sum = self._loss_sum + loss.detach() * rows
+        self._loss_rows += rows
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -184,19 +204,21 @@ class RecommenderTask(L.LightningModule, Recommender):
         max_epochs: int = 300,
         patience: int = 10,
         batch_size: int = 2048,
+        batches_per_step: int = 16,
         progress: bool = False,
         **trainer_kwargs: Any,
     ) -> Self:
         """Train on ``train``; with ``valid``, early-stop on validation NDCG@10 and keep the best epoch's weights.
 
         A convenience over Lightning for the Python API and `recsys benchmark`; `recsys fit` runs the same
-        module through LightningCLI.
+        module through LightningCLI. ``batches_per_step`` batches share one Lightning step (one optimiser step
+        each), which halves an MF-BPR epoch.
         """
         from recsys.tasks.training import fit_task
 
         return fit_task(
             self, train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
-            progress=progress, **trainer_kwargs,
+            batches_per_step=batches_per_step, progress=progress, **trainer_kwargs,
         )  # fmt: skip
 
     def params(self) -> dict:

@@ -68,17 +68,23 @@ def fit_task(
     patience: int = 10,
     batch_size: int = 2048,
     label_threshold: float | None = None,
+    sequence_length: int | None = None,
+    batches_per_step: int = 1,
+    pairs: str = "observed",
     progress: bool = False,
     callbacks: list[L.Callback] | None = None,
     **trainer_kwargs: Any,
 ) -> Any:
     """Seed, train and (with ``valid``) early-stop ``task``; the best validation epoch's weights are kept.
 
-    ``callbacks`` are appended after the early-stopping and best-weights callbacks."""
+    ``callbacks`` are appended after the early-stopping and best-weights callbacks; ``sequence_length`` makes the
+    data module serve sequence windows (sequential tasks); ``batches_per_step`` > 1 hands that many batches to
+    each Lightning step; ``pairs="all"`` trains on every user × item pair (see `InteractionsDataModule`)."""
     L.seed_everything(task.seed, verbose=False)
     data = InteractionsDataModule.from_splits(
         train, valid, batch_size=batch_size, seed=task.seed, side_features=task.model.uses_side_features,
-        label_threshold=label_threshold,
+        label_threshold=label_threshold, sequence_length=sequence_length, batches_per_step=batches_per_step,
+        pairs=pairs,
     )  # fmt: skip
     own: list[L.Callback] = []
     if valid is not None:
