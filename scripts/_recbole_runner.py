@@ -1,4 +1,4 @@
-"""RecBole 1.2.1 side of `scripts/bench_vs_recbole.py`: one BPR or NeuMF run on ML-100k, timed per epoch.
+"""RecBole 1.2.1 side of `scripts/bench_vs_recbole.py`: one BPR, NeuMF or SASRec run on ML-100k, timed per epoch.
 
 Runs in the throw-away RecBole virtual environment that `bench_vs_recbole.py` builds (never in the project's
 venv), with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` so RecBole's ``torch.load`` of its own checkpoint works under
@@ -8,7 +8,12 @@ RecBole's default protocol and the model's shipped defaults, with the benchmark'
 size 64, train batch 2048, one full-ranking evaluation batch, NDCG@10 for early stopping). The trainer is
 RecBole's own `Trainer` with `_train_epoch` / `_valid_epoch` wrapped by timers; nothing else changes.
 
+SASRec runs RecBole's sequential protocol (leave-one-out by time: ``LS valid_and_test``, ``TO``), with its shipped
+defaults (2 layers, 2 heads, hidden 64, max length 50, CE) and ``--budget-s``: training stops after the first epoch
+that ends past the budget, and the test uses the best checkpoint among epochs validated within it.
+
 Usage: python _recbole_runner.py --model BPR --epochs 300 --stopping-step 10 --seed 2020 --output run.json
+       python _recbole_runner.py --model SASRec --budget-s 600 --seed 2020 --output run.json
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", choices=["BPR", "NeuMF"], required=True)
+    parser.add_argument("--model", choices=["BPR", "NeuMF", "SASRec"], required=True)
+    parser.add_argument("--budget-s", type=float, default=None, help="SASRec: wall-clock training budget")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--stopping-step", type=int, default=10)
     parser.add_argument("--seed", type=int, default=2020)
@@ -36,6 +42,8 @@ def main() -> None:
     sys.argv = sys.argv[:1]  # RecBole's Config also reads `--key=value` command-line arguments
 
     started_process = time.perf_counter()
+    import resource
+
     import recbole
     import torch
     from recbole.config import Config
@@ -47,10 +55,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     imported = time.perf_counter()
     checkpoints = tempfile.mkdtemp(prefix="recbole-ckpt-")
+    sequential = args.model == "SASRec"
+    protocol = (
+        {"eval_args": {"split": {"LS": "valid_and_test"}, "group_by": "user", "order": "TO", "mode": "full"},
+         "MAX_ITEM_LIST_LENGTH": 50, "loss_type": "CE", "train_neg_sample_args": None, "eval_step": 1}
+        if sequential else
+        {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
+         "embedding_size": 64, "train_batch_size": 2048}  # BPR's key; NeuMF's mf/mlp sizes default to 64 already
+    )  # fmt: skip
     config = Config(
         model=args.model,
         dataset="ml-100k",
         config_dict={
+            **protocol,
             "data_path": str(Path(recbole.__file__).parent / "dataset_example"),
             "checkpoint_dir": checkpoints,
             "use_gpu": False,
@@ -59,10 +76,7 @@ def main() -> None:
             "reproducibility": True,
             "epochs": args.epochs,
             "stopping_step": args.stopping_step,
-            "embedding_size": 64,  # BPR's key; NeuMF's mf/mlp sizes default to 64 already
-            "train_batch_size": 2048,
             "eval_batch_size": args.eval_batch_size,
-            "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
             "metrics": ["NDCG", "Recall", "MRR", "Hit", "Precision"],
             "topk": [10],
             "valid_metric": "NDCG@10",
@@ -77,6 +91,9 @@ def main() -> None:
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
 
     epochs: list[dict] = []
+
+    class BudgetReached(Exception):
+        """The wall-clock budget ran out at the end of an epoch."""
 
     class TimedTrainer(Trainer):
         """RecBole's Trainer; each epoch's training and full validation are timed separately."""
@@ -96,18 +113,26 @@ def main() -> None:
             t1 = time.perf_counter()
             epochs[-1].update(valid_s=t1 - t0, val_ndcg10=float(result["ndcg@10"]), wall_s=t1 - self.fit_started,
                               val={k: float(v) for k, v in result.items()})  # fmt: skip
+            if args.budget_s is not None and t1 - self.fit_started > args.budget_s:
+                raise BudgetReached  # before RecBole can checkpoint this epoch: it ended past the budget
             return score, result
 
     trainer = TimedTrainer(config, model)
     prepared = time.perf_counter()
     trainer.fit_started = prepared
-    best_valid, _ = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
+    try:
+        best_valid, _ = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
+    except BudgetReached:
+        best_valid = max(e["val_ndcg10"] for e in epochs if e["wall_s"] <= args.budget_s) if any(
+            e["wall_s"] <= args.budget_s for e in epochs) else float("nan")  # fmt: skip
     fitted = time.perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    checkpointed = os.path.exists(trainer.saved_model_file)
+    test_result = trainer.evaluate(test_data, load_best_model=checkpointed, show_progress=False)
     tested = time.perf_counter()
     shutil.rmtree(checkpoints, ignore_errors=True)
 
-    best_epoch = max(epochs, key=lambda e: (e.get("val_ndcg10", -1.0), -e["epoch"]))["epoch"]
+    within = [e for e in epochs if "val_ndcg10" in e and (args.budget_s is None or e["wall_s"] <= args.budget_s)]
+    best_epoch = max(within, key=lambda e: (e["val_ndcg10"], -e["epoch"]))["epoch"] if within else None
     out = {
         "framework": "recbole",
         "recbole_version": recbole.__version__,
@@ -131,7 +156,9 @@ def main() -> None:
         "best_epoch": best_epoch,
         "best_val_ndcg10": float(best_valid),
         "test": {k: float(v) for k, v in test_result.items()},
-        "test_ndcg10": float(test_result["ndcg@10"]),
+        "test_ndcg10": float(test_result["ndcg@10"]) if checkpointed else None,  # None: no epoch within budget
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "budget_s": args.budget_s,
     }
     text = json.dumps(out, indent=2)
     if args.output:

@@ -17,7 +17,14 @@ wall time to RecBole's best validation NDCG@10 (recsys: its first epoch at or ab
 the same repetition; RecBole: its best epoch), best validation and test NDCG@10. Targets: MF-BPR train time per
 epoch ≤ 0.5× RecBole's BPR, NeuMF validation ≤ 0.2× RecBole's, time to RecBole's best ≤ 0.5×.
 
+SASRec (``--models sasrec``, its own mode): recsys' SASRec (whole sequences, causal mask, CE) and RecBole's SASRec
+(one sample per prefix, its defaults: 2 layers, 2 heads, hidden 64, max length 50, CE) on ML-100k leave-one-out
+by time are trained at the same time, one torch thread each, for ``--budget-s`` wall seconds (default 600). One
+run reports each side's median training seconds per pass over all training events (target ratio ≤ 0.1), its peak
+RSS (recsys ≤ 1 GiB), and the test NDCG@10 of its best validation epoch within the budget (recsys ≥ RecBole).
+
 Usage:
+    python scripts/bench_vs_recbole.py --models sasrec [--budget-s 600] [--output results/bench_vs_recbole_sasrec.json]
     python scripts/bench_vs_recbole.py [--repeats 3] [--epochs 300] [--patience 10] [--models bpr,neumf]
                                        [--quick] [--output results/bench_vs_recbole.json]
                                        [--recbole-venv ~/.cache/recsys/recbole-venv] [--threads 1]
@@ -393,6 +400,144 @@ def print_table(summary: dict[str, Any], repeats: int, threads: int | None) -> N
     print("\n".join(lines), flush=True)
 
 
+
+# ---------------------------------------------------------------------------------------------- SASRec race
+SASREC_TARGETS = {"epoch_time_ratio": 0.1, "peak_rss_mib": 1024.0}
+
+
+def sasrec_worker(seed: int, budget_s: float, output: Path, threads: int | None) -> None:
+    """recsys SASRec (RecBole's defaults, CE, whole sequences with a causal mask) on ML-100k leave-one-out by time,
+    trained for ``budget_s`` wall seconds (stopping after the first epoch that ends past it; the best validation
+    epoch within the budget is tested, history = train + valid). Writes the runner's record shape plus peak RSS."""
+    import resource
+
+    started_process = time.perf_counter()
+    import lightning as L
+    import torch
+
+    import recsys
+    from recsys.models.sasrec import SASRec
+    from recsys.tasks.sequential import SequentialTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    data = recsys.datasets.load("ml-100k")
+    train, valid, test = recsys.splits.leave_k_out(data, 1)
+    task = SequentialTask(SASRec(hidden_size=64, layers=2, heads=2, max_len=50), loss="ce", lr=1e-3, seed=seed)
+    epochs: list[dict[str, Any]] = []
+
+    class Budget(L.Callback):
+        """Per-epoch training / validation seconds; stops after the first epoch that ends past the budget."""
+
+        def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.start = time.perf_counter()
+
+        def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.valid_start = time.perf_counter()
+
+        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            now = time.perf_counter()
+            epochs.append({"epoch": trainer.current_epoch, "train_s": self.valid_start - self.start,
+                           "valid_s": now - self.valid_start, "wall_s": now - self.t0,
+                           "val_ndcg10": float(trainer.callback_metrics["val/ndcg@10"])})  # fmt: skip
+            if now - self.t0 > budget_s:
+                trainer.should_stop = True
+
+    class WithinBudget(L.Callback):
+        """Best weights among the epochs validated within the budget (later epochs never count)."""
+
+        def __init__(self) -> None:
+            self.best, self.state = -1.0, None
+
+        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            last = epochs[-1]
+            if last["wall_s"] <= budget_s and last["val_ndcg10"] > self.best:
+                self.best, self.state = last["val_ndcg10"], {k: v.clone() for k, v in module.state_dict().items()}
+
+    keeper = WithinBudget()
+    prepared = time.perf_counter()
+    task.fit(train, valid, max_epochs=10**6, patience=10**6, callbacks=[Budget(), keeper])
+    fitted = time.perf_counter()
+    if keeper.state is not None:
+        task.load_state_dict(keeper.state)
+    task.eval()
+    task.condition_on(train, valid)
+    ev = recsys.evaluate(task, test, exclude=[train, valid], k=(10,))
+    out = {
+        "framework": "recsys", "recsys_source": recsys_source(), "torch_threads": torch.get_num_threads(),
+        "model": "SASRec", "seed": seed, "n_train": len(train), "import_s": prepared - started_process,
+        "fit_s": fitted - prepared, "epochs": epochs, "best_val_ndcg10": keeper.best if keeper.state is not None else None,
+        "test_ndcg10": float(ev["ndcg@10"]) if keeper.state is not None else None,
+        "test": {k: float(v) for k, v in ev.summary.items()}, "budget_s": budget_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+    output.write_text(json.dumps(out, indent=2))
+
+
+def run_sasrec_race(python: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """recsys and RecBole SASRec trained at the same time (one thread each), each for ``--budget-s`` wall seconds."""
+    with tempfile.TemporaryDirectory(prefix="sasrec-race-") as tmp:
+        outs = {"recsys": Path(tmp) / "recsys.json", "recbole": Path(tmp) / "recbole.json"}
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        commands = {
+            "recsys": ([sys.executable, "-W", "ignore", str(Path(__file__).resolve()), "--worker", "sasrec", "--seed",
+                        str(args.seed), "--budget-s", str(args.budget_s), "--worker-output", str(outs["recsys"]), *threads],
+                       {**os.environ, "PYTHONWARNINGS": "ignore"}, os.getcwd()),
+            "recbole": ([str(python), "-W", "ignore", str(RUNNER), "--model", "SASRec", "--budget-s", str(args.budget_s),
+                         "--seed", str(args.seed), "--output", str(outs["recbole"]), *threads],
+                        {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}, tmp),
+        }  # fmt: skip
+        procs = {side: subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for side, (cmd, env, cwd) in commands.items()}  # fmt: skip
+        runs = {}
+        for side, proc in procs.items():
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0 or not outs[side].exists():
+                raise SystemExit(f"{side} SASRec run failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
+            runs[side] = json.loads(outs[side].read_text())
+    return runs
+
+
+def summarise_sasrec(runs: dict[str, Any]) -> dict[str, Any]:
+    sides = {}
+    for side, run in runs.items():
+        sides[side] = {
+            "epochs_run": len(run["epochs"]),
+            "train_s_per_epoch": statistics.median(e["train_s"] for e in run["epochs"]) if run["epochs"] else None,
+            "best_val_ndcg10": run["best_val_ndcg10"], "test_ndcg10": run["test_ndcg10"],
+            "peak_rss_mib": run["peak_rss_mib"],
+        }  # fmt: skip
+    rs, rb = sides["recsys"], sides["recbole"]
+    return {
+        "sides": sides,
+        "epoch_time_ratio": _ratio(rs["train_s_per_epoch"], rb["train_s_per_epoch"]),
+        "test_ndcg10_recsys_minus_recbole": None if rs["test_ndcg10"] is None else rs["test_ndcg10"] - (rb["test_ndcg10"] or 0.0),
+        "targets": SASREC_TARGETS,
+    }
+
+
+def print_sasrec(summary: dict[str, Any], budget_s: float, threads: int | None) -> None:
+    s, rs, rb = summary, summary["sides"]["recsys"], summary["sides"]["recbole"]
+    ratio = s["epoch_time_ratio"]
+    lines = [f"SASRec, recsys vs RecBole 1.2.1, ML-100k leave-one-out by time, both trained at once for {budget_s:.0f} s "
+             f"wall (torch threads {threads or 'default'} each)", "",
+             f"{'':34s} {'recsys':>12s} {'RecBole':>12s}",
+             f"  {'epochs run':32s} {rs['epochs_run']:>12d} {rb['epochs_run']:>12d}",
+             f"  {'train s / pass over all events':32s} {_fmt(rs['train_s_per_epoch'], '.1f'):>12s} "
+             f"{_fmt(rb['train_s_per_epoch'], '.1f'):>12s}   ratio {_fmt(ratio, '.3f')} "
+             f"(≤ 0.1: {'met' if ratio is not None and ratio <= 0.1 else 'MISSED'})",
+             f"  {'peak RSS MiB':32s} {rs['peak_rss_mib']:>12.0f} {rb['peak_rss_mib']:>12.0f}   "
+             f"(recsys ≤ 1024: {'met' if rs['peak_rss_mib'] <= 1024 else 'MISSED'})",
+             f"  {'best val NDCG@10 within budget':32s} {_fmt(rs['best_val_ndcg10'], '.4f'):>12s} {_fmt(rb['best_val_ndcg10'], '.4f'):>12s}",
+             f"  {'test NDCG@10 (best within budget)':32s} {_fmt(rs['test_ndcg10'], '.4f'):>12s} {_fmt(rb['test_ndcg10'], '.4f'):>12s}   "
+             f"(recsys ≥ RecBole: {'met' if rs['test_ndcg10'] is not None and rs['test_ndcg10'] >= (rb['test_ndcg10'] or 0.0) else 'MISSED'})"]  # fmt: skip
+    print("\n".join(lines), flush=True)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -410,16 +555,35 @@ def main() -> None:
     parser.add_argument("--from-json", type=Path, default=None,
                         help="recompute the summary and table from the raw runs of an earlier --output (no runs)")
     parser.add_argument("--python", default=shutil.which("python3.11") or "python3.11", help="creates the RecBole venv")
-    parser.add_argument("--worker", choices=sorted(MODELS), help=argparse.SUPPRESS)  # internal: one recsys run
+    parser.add_argument("--budget-s", type=float, default=600.0, help="sasrec: wall-clock training budget per side")
+    parser.add_argument("--worker", choices=[*sorted(MODELS), "sasrec"], help=argparse.SUPPRESS)  # internal: one run
     parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.worker == "sasrec":
+        sasrec_worker(args.seed, args.budget_s, args.worker_output, args.threads)
+        return
     if args.worker:
         recsys_worker(args.worker, args.seed, args.epochs, args.patience, args.worker_output, args.threads)
         return
     if args.quick:
         args.repeats, args.epochs, args.patience = 1, 5, 2
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    if keys == ["sasrec"]:
+        python = ensure_recbole_venv(args.recbole_venv.expanduser(), args.python)
+        runs = run_sasrec_race(python, args)
+        summary = summarise_sasrec(runs)
+        result = {"settings": {"model": "sasrec", "seed": args.seed, "budget_s": args.budget_s, "threads": args.threads,
+                               "split": "leave-one-out by time, full ranking", "hidden": 64, "layers": 2, "heads": 2,
+                               "max_len": 50, "loss": "CE"},
+                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                              "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+                  "summary": summary, "runs": runs}  # fmt: skip
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2))
+        print_sasrec(summary, args.budget_s, args.threads)
+        print(f"\nwrote {args.output}")
+        return
     unknown = set(keys) - set(MODELS)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; choose from {sorted(MODELS)}")

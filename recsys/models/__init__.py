@@ -4,5 +4,6 @@ from recsys.models.base import PairModel
 from recsys.models.fm import FM, DeepFM
 from recsys.models.mf import MF
 from recsys.models.neumf import NeuMF
+from recsys.models.sasrec import SASRec
 
-__all__ = ["FM", "MF", "DeepFM", "NeuMF", "PairModel"]
+__all__ = ["FM", "MF", "DeepFM", "NeuMF", "PairModel", "SASRec"]
