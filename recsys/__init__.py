@@ -29,6 +29,7 @@ _LAZY = {
     "compare": ("recsys.evaluation.significance", "compare"),
     "models": ("recsys.models", None),
     "tasks": ("recsys.tasks", None),
+    "mnar": ("recsys.mnar", None),
     "fit": ("recsys.tasks.training", "fit"),
 }
 

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from recsys.data.interactions import Interactions
+from recsys.data.mnar import mnar_mar_split
 from recsys.data.validation import DataError
 
 Parts = tuple[Interactions, ...]
@@ -129,6 +130,7 @@ PROTOCOLS = {
     "global-811": lambda data, seed: random_ratio(data, (0.8, 0.1, 0.1), seed=seed),
     "loo": lambda data, seed: leave_k_out(data, 1),
     "temporal": lambda data, seed: temporal_global(data, (0.8, 0.1, 0.1)),
+    "mnar-mar": lambda data, seed: mnar_mar_split(data, valid_fraction=0.1, seed=seed),
 }
 """Named split protocols of `recsys benchmark`: ``user-811`` is RecBole's default for general models."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import polars as pl
@@ -17,6 +17,9 @@ from recsys.data.interactions import Interactions, Vocabulary
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
 from recsys.evaluation.ranking import top_k
 from recsys.recommender import Recommender
+
+if TYPE_CHECKING:
+    from recsys.mnar.propensity import Propensity
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ def evaluate(
     batch_size: int = 1024,
     progress: bool = False,
     users: np.ndarray | None = None,
+    propensity: Propensity | None = None,
 ) -> Evaluation:
     """Evaluate a recommender, or a run frame ``user, item, score`` of raw ids, against ``test``.
 
@@ -91,6 +95,9 @@ def evaluate(
         progress: show a progress bar.
         users: evaluate only these user codes (models only; used to split users across ranks). Repeated
             codes are ranked again and reported once per occurrence.
+        propensity: a `recsys.mnar.Propensity` (fitted on the model's training data when not fitted yet): adds
+            IPS- and self-normalised-IPS-weighted metrics (``ips_dcg@K``, ``snips_recall@K``, …; models only;
+            see `recsys.evaluation.unbiased`).
 
     Users with no test items are not evaluated. Test users a model cannot score are counted in
     ``skipped_users`` and logged; test items unknown to a model count as relevant but can never be hit.
@@ -104,12 +111,21 @@ def evaluate(
             raise ValueError("users= selects model users by code; filter the run frame instead")
         if sampling is not None:
             raise ValueError("sampled evaluation needs a model that scores every item, not a fixed run")
+        if propensity is not None:
+            raise ValueError("propensity-weighted evaluation needs a model (its codes), not a fixed run")
         result = _evaluate_run(model, test, exclude, ks)
     elif isinstance(model, Recommender):
         result = _evaluate_model(model, test, exclude, ks, sampling, batch_size, progress, users)
     else:
         raise TypeError(f"evaluate() takes a Recommender or a polars run frame, not {type(model).__name__}")
-    return _finish(*result, ks=ks, sampling=sampling, seconds=time.perf_counter() - started)
+    evaluation = _finish(*result, ks=ks, sampling=sampling, seconds=time.perf_counter() - started)
+    if propensity is not None:
+        from recsys.evaluation.unbiased import with_propensity_metrics
+
+        test_codes = _as_codes(test, model.train_data.users, model.train_data.items, "test")[0]
+        users_, _, items, _, hits = result[:5]
+        evaluation = with_propensity_metrics(evaluation, model, test_codes, users_, items, hits, propensity, ks)
+    return evaluation
 
 
 # ------------------------------------------------------------------------------------------------ model path
