@@ -24,7 +24,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 BENCHMARK_DEFAULTS: dict = {
     "dataset": "ml-100k",
     "protocol": "user-811",
-    "models": ("pop", "itemknn", "ease", "als", "bpr", "mf-bpr", "neumf"),
+    "models": ("pop", "itemknn", "ease", "als", "bpr", "mf-bpr", "mf-bpr-tuned", "neumf"),
     "seeds": (2026, 2027, 2028),
     "k": (1, 5, 10, 20, 50),
     "output": "results/benchmark",
@@ -64,12 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="fit and evaluate models over seeds; leaderboard + report")
     bench.add_argument("--config", type=Path, help="YAML with any of: " + ", ".join(BENCHMARK_DEFAULTS))
     bench.add_argument("--dataset", help="dataset card or imported name (default ml-100k)")
-    bench.add_argument("--protocol", choices=["user-811", "global-811", "loo", "temporal"], help="default user-811")
+    bench.add_argument("--protocol", choices=["user-811", "global-811", "loo", "temporal", "mnar-mar"], help="default user-811")
     bench.add_argument("--models", type=_str_list, help="comma-separated (default: all baselines)")
     bench.add_argument("--seeds", type=_int_list, help="default 2026,2027,2028")
     bench.add_argument("--k", type=_int_list, help="cut-offs (default 1,5,10,20,50)")
     bench.add_argument("--output", type=Path, help="default results/benchmark")
     bench.add_argument("--no-progress", action="store_true")
+
+    audit = commands.add_parser("audit", help="is a dataset shortcut-solvable? TGH vs SASRec + three diagnostics")
+    audit.add_argument("--dataset", required=True, help="dataset card or imported name")
+    audit.add_argument("--output", type=Path, required=True, help="folder for report.md, audit.json and plots")
+    audit.add_argument("--encoder", default="minilm", help="item text encoder: minilm, tfidf, features or a model folder")
+    audit.add_argument("--epochs", type=int, default=200, help="SASRec's maximum epochs (early stopping on validation)")
+    audit.add_argument("--seed", type=int, default=2026)
 
     ev = commands.add_parser("evaluate", help="evaluate an external run (user,item,score of raw ids)")
     ev.add_argument("--run", type=Path, required=True, help="Parquet/CSV with columns user, item, score")
@@ -77,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--exclude", type=Path, nargs="*", default=[], help="interactions never to count")
     ev.add_argument("--k", type=_int_list, default=(10, 20))
     ev.add_argument("--output", type=Path, help="write summary.json and per_user.parquet here")
+
+    tune = commands.add_parser("tune", help="Optuna study of a model's hyper-parameters; --show writes its report")
+    tune.add_argument("--config", type=Path, required=True, help="study spec, e.g. experiments/ml-100k/tune-mf-bpr.yaml")
+    tune.add_argument("--n-trials", type=int, help="run until the study holds this many complete + pruned trials "
+                      "(default: the spec's n_trials, 30)")  # fmt: skip
+    tune.add_argument("--storage", help="sqlite:///studies.db, another SQLAlchemy URL, or journal:FILE (default: memory)")
+    tune.add_argument("--study-name", help="default: the spec file's name")
+    tune.add_argument("--n-jobs", type=int, default=1, help="worker processes sharing --storage (default 1)")
+    tune.add_argument("--show", action="store_true", help="report the stored study: best trial, best.yaml, retrains, plots")
+    tune.add_argument("--output", type=Path, help="report folder (default results/tune/<study-name>)")
+    tune.add_argument("--seeds", type=_int_list, default=(2026, 2027, 2028), help="retrain seeds of --show")
+    tune.add_argument("--no-retrain", action="store_true", help="--show without the test-set retrains")
     return parser
 
 
@@ -101,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _benchmark(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "audit":
+            return _audit(args)
+        if args.command == "tune":
+            return _tune(args)
     except (DataError, KeyError, FileNotFoundError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"recsys: error: {message}", file=sys.stderr)
@@ -177,6 +200,16 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from recsys.data.registry import load
+    from recsys.diagnostics.audit import run_audit
+
+    record = run_audit(load(args.dataset), args.output, encoder=args.encoder, max_epochs=args.epochs, seed=args.seed)
+    print(f"{record['dataset']}: {record['verdict']}")
+    print(f"wrote {args.output}/: report.md, audit.json, models.png, smoothness.png, history.png")
+    return 0
+
+
 def _read_table(path: Path):
     import polars as pl
 
@@ -196,6 +229,35 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.output.mkdir(parents=True, exist_ok=True)
         (args.output / "summary.json").write_text(json.dumps(ev.summary, indent=2))
         ev.per_user.write_parquet(args.output / "per_user.parquet")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import warnings
+
+    import optuna
+
+    from recsys.tuning.spec import SpecError, load_spec
+
+    warnings.filterwarnings("ignore", module="lightning")  # per-trial Lightning notices would bury the progress
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # one line per finished or pruned trial
+    name = args.study_name or args.config.stem
+    try:
+        spec = load_spec(args.config)
+        if args.show:
+            from recsys.tuning.report import write_report
+
+            output = args.output or Path("results/tune") / name
+            write_report(spec, args.storage, name, output, seeds=args.seeds, retrain=not args.no_retrain)
+            return 0
+        from recsys.tuning.report import summary
+        from recsys.tuning.study import run_study
+
+        study = run_study(spec, storage=args.storage, name=name, n_trials=args.n_trials, n_jobs=args.n_jobs)
+    except SpecError as err:
+        print(f"recsys: error: {err}", file=sys.stderr)
+        return 2
+    print(summary(study))
     return 0
 
 
