@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -40,13 +41,18 @@ class BestWeights(L.Callback):
 
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's start-up notices (GPU/TPU availability, tips) while a helper trains in the background."""
+    """Silence Lightning's start-up notices (GPU/TPU availability, tips) while a helper trains in the background, and
+    two warnings that do not apply here: a sized `IterableDataset` (we load in the main process, so its length is
+    exact) and Lightning's use of a `LeafSpec` check that newer torch deprecates."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
