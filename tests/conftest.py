@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 
 import recsys
 from recsys.data.interactions import Interactions
+from recsys.data.registry import import_file
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +28,15 @@ def small_frame() -> pl.DataFrame:
         items = rng.choice(40, size=int(rng.integers(5, 15)), replace=False)
         rows += [(f"user{user}", 1000 + int(i), float(rng.integers(1, 6)), int(rng.integers(0, 10_000))) for i in items]
     return pl.DataFrame(rows, schema=["uid", "iid", "stars", "ts"], orient="row")
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path, monkeypatch) -> Path:
+    """50 users × 12 of 60 items with timestamps, imported as ``tiny`` into a data cache under ``tmp_path``
+    (returned), for end-to-end runs of configs that name a dataset."""
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(5)
+    rows = [(u, int(i), int(t)) for u in range(50) for t, i in enumerate(rng.choice(60, 12, replace=False))]
+    pl.DataFrame(rows, schema=["u", "i", "t"], orient="row").write_csv(tmp_path / "tiny.csv")
+    import_file(tmp_path / "tiny.csv", name="tiny", user_col="u", item_col="i", timestamp_col="t")
+    return tmp_path

@@ -3,22 +3,16 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
 from recsys.cli import main
-from recsys.data.registry import import_file
 
 
 @pytest.fixture()
-def config(tmp_path, monkeypatch) -> Path:
+def config(tiny_dataset) -> Path:
     """A small imported dataset and an MF-BPR config over it (no early stopping: fixed epochs)."""
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(5)
-    rows = [(u, int(i), int(t)) for u in range(50) for t, i in enumerate(rng.choice(60, 12, replace=False))]
-    pl.DataFrame(rows, schema=["u", "i", "t"], orient="row").write_csv(tmp_path / "tiny.csv")
-    import_file(tmp_path / "tiny.csv", name="tiny", user_col="u", item_col="i", timestamp_col="t")
+    tmp_path = tiny_dataset
     path = tmp_path / "tiny.yaml"
     path.write_text(
         f"""seed_everything: 7

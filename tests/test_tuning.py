@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-import polars as pl
 import pytest
 import yaml
 from optuna.trial import TrialState
 
 from recsys.cli import main
-from recsys.data.registry import import_file
 from recsys.tuning.objective import Objective
 from recsys.tuning.report import write_report
 from recsys.tuning.spec import parse_spec
@@ -46,13 +44,9 @@ data: {{dataset: tiny, protocol: user-811, seed: 7, batch_size: 64}}
 
 
 @pytest.fixture()
-def tiny(tmp_path, monkeypatch) -> Path:
+def tiny(tiny_dataset) -> Path:
     """A 50-user × 60-item dataset imported as ``tiny`` and a 4-epoch MF-BPR experiment config over it."""
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(5)
-    rows = [(u, int(i), int(t)) for u in range(50) for t, i in enumerate(rng.choice(60, 12, replace=False))]
-    pl.DataFrame(rows, schema=["u", "i", "t"], orient="row").write_csv(tmp_path / "tiny.csv")
-    import_file(tmp_path / "tiny.csv", name="tiny", user_col="u", item_col="i", timestamp_col="t")
+    tmp_path = tiny_dataset
     path = tmp_path / "tiny.yaml"
     path.write_text(LIGHTNING_BASE.format(runs=tmp_path / "runs"))
     return path
