@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CONFIGS = ("best", "default")
 REPORT_METRICS = ("ndcg@10", "recall@10", "hit@10", "mrr@10", "ndcg@20")
+SPLIT_METRICS = ("auc", "logloss")
 
 
 @dataclass(frozen=True)
@@ -196,14 +197,16 @@ def _markdown(
         "Ready to run: `best.yaml`" + (" (`recsys fit --config best.yaml`)." if spec.kind == "lightning" else "."), "",
     ]  # fmt: skip
     if records:
+        # Split-level metrics (a click task's AUC / log loss) have no per-user values to pair: shown, not tested.
+        shown = [m for m in SPLIT_METRICS if m in records[0]["metrics"]] + list(comparisons)
         lines += [f"## Retrained on train, early-stopped on validation, tested (seeds "
                   f"{sorted({r['seed'] for r in records})})", "",
-                  f"| config | validation {spec.metric} | " + " | ".join(f"test {m}" for m in comparisons) + " |",
-                  "|---|---|" + "---|" * len(comparisons)]  # fmt: skip
+                  f"| config | validation {spec.metric} | " + " | ".join(f"test {m}" for m in shown) + " |",
+                  "|---|---|" + "---|" * len(shown)]  # fmt: skip
         for config in CONFIGS:
             rows = [r for r in records if r["config"] == config]
             cells = [f"{np.mean([r['metrics'][m] for r in rows]):.4f} ± {np.std([r['metrics'][m] for r in rows]):.4f}"
-                     for m in comparisons]  # fmt: skip
+                     for m in shown]  # fmt: skip
             valid = [r["validation"][spec.metric] for r in rows]
             lines.append(f"| {config} | {np.mean(valid):.4f} ± {np.std(valid):.4f} | " + " | ".join(cells) + " |")
         lines += ["", "Paired tests, best − default (per-user values averaged over seeds):", "",
