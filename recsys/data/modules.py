@@ -47,9 +47,14 @@ class EpochBatches(IterableDataset):
         if self.batches_per_step == 1:
             yield from self._batches()
             return
-        batches = list(self._batches())
-        for start in range(0, len(batches), self.batches_per_step):
-            yield batches[start : start + self.batches_per_step]
+        group: list[dict[str, torch.Tensor]] = []  # gathered as they are cut: at most one step's batches in memory
+        for batch in self._batches():
+            group.append(batch)
+            if len(group) == self.batches_per_step:
+                yield group
+                group = []
+        if group:
+            yield group
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch())
