@@ -195,11 +195,13 @@ def _require_user_item(frame: pl.DataFrame, what: str) -> None:
 
 
 def _csr(parts: Sequence[pl.DataFrame], n_users: int, n_items: int) -> sp.csr_matrix:
-    frame = pl.concat([p.select("user", "item") for p in parts]).unique()
-    matrix = sp.csr_matrix(
-        (np.ones(frame.height, dtype=np.float32), (frame["user"].to_numpy(), frame["item"].to_numpy())),
-        shape=(n_users, n_items),
-    )
+    """Binary users × items CSR of the ``user, item`` rows of ``parts``; a pair listed twice counts once."""
+    users = np.concatenate([p["user"].to_numpy() for p in parts])
+    items = np.concatenate([p["item"].to_numpy() for p in parts])
+    # The COO → CSR conversion sums duplicates (cheaper than a polars `unique` first); the sums become 1.
+    matrix = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
     matrix.sort_indices()
     return matrix
 
