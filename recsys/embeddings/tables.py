@@ -75,10 +75,11 @@ class EmbeddingTables(nn.Module):
         if not isinstance(self.collection, EmbeddingBagCollection):
             return self(to_kjt(space, names, entities))
         batch = len(next(iter(entities.values())))
-        return {name: self._pooled(space.field(name), entities.get(space.field(name).side), batch) for name in names}
+        return {name: self._pooled(space.field(name), entities, batch) for name in names}
 
-    def _pooled(self, field: Field, entities: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def _pooled(self, field: Field, sides: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
         bag = self.collection.embedding_bags[field.name]
+        entities = sides.get(field.side)
         if entities is None:  # the side was left out: empty bags, pooled to zeros
             return bag.weight.new_zeros(batch, bag.embedding_dim)
         if field.is_identity:

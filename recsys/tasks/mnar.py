@@ -12,10 +12,11 @@ batch 4096) is paid once per epoch (`scripts/bench_mnar.py`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Self, Sequence
 
 import torch
 
+from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.mnar.estimators import ESTIMATORS, LOCAL_LOSSES, estimator_loss
 from recsys.mnar.propensity import Propensity
@@ -92,6 +93,9 @@ class RelMFTask(RecommenderTask):
             positive_weight=self.positive_weight, clip=self.clip,
         )  # fmt: skip
 
-    def fit(self, train, valid=None, *, batch_size: int = 4096, batches_per_step: int = 1_000_000, **kwargs: Any):
+    def fit(
+        self, train: Interactions, valid: Interactions | None = None, *, batch_size: int = 4096,
+        batches_per_step: int = 1_000_000, **kwargs: Any,
+    ) -> Self:  # fmt: skip
         """`RecommenderTask.fit` over all pairs of ``train``'s grid (an epoch per Lightning step by default)."""
         return super().fit(train, valid, batch_size=batch_size, batches_per_step=batches_per_step, pairs="all", **kwargs)
