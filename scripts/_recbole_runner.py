@@ -19,6 +19,7 @@ Usage: python _recbole_runner.py --model BPR --epochs 300 --stopping-step 10 --s
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -26,6 +27,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def write_split(dataset, loaders: dict, path: Path) -> None:
+    """``user,item,part`` rows (raw ids) of every interaction in each of RecBole's splits, so that the other side
+    of the benchmark can train and validate on exactly the same data."""
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["user", "item", "part"])
+        for part, loader in loaders.items():
+            inter = loader._dataset.inter_feat
+            users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
+            items = dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())
+            out.writerows((u, i, part) for u, i in zip(users, items))
 
 
 def main() -> None:
@@ -38,6 +52,8 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=4_096_000)  # ≥ 943 users × 1683 items: one batch
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default: stdout)")
+    parser.add_argument("--split-output", type=Path, default=None,
+                        help="write RecBole's train / valid / test split (raw user and item ids) to this CSV and exit")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config also reads `--key=value` command-line arguments
 
@@ -87,6 +103,9 @@ def main() -> None:
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    if args.split_output:
+        write_split(dataset, {"train": train_data, "valid": valid_data, "test": test_data}, args.split_output)
+        return
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
 

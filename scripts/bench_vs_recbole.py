@@ -1,7 +1,9 @@
 """recsys against RecBole 1.2.1 on ML-100k, side by side in one run: MF-BPR vs RecBole's BPR, NeuMF vs RecBole's NeuMF.
 
 Both sides use RecBole's default protocol (each user's interactions shuffled and cut 8:1:1, full ranking of
-every unseen item, NDCG@10 for early stopping and best-epoch selection) and the same settings: 64-dim
+every unseen item, NDCG@10 for early stopping and best-epoch selection) on the same data: RecBole's own split for
+the repetition's seed, exported once and read by recsys (``--own-split`` lets recsys cut its own, which adds the
+split-to-split spread of validation NDCG, about ±0.005, to the time-to-target comparison), and the same settings: 64-dim
 embeddings, Adam at lr 1e-3, training batch 2048, one uniform negative per positive, the whole validation in
 one scoring batch. Every run is a fresh process, recsys and RecBole alternating (the order flips each
 repetition), and each epoch's training and full validation are timed separately:
@@ -157,13 +159,27 @@ def run_recbole(python: Path, key: str, args: argparse.Namespace, seed: int) -> 
         return _run_child(cmd, env, tmp, out)
 
 
-def run_recsys(key: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+def recbole_split(python: Path, seed: int, path: Path) -> Path:
+    """Write RecBole's split of ML-100k for ``seed`` (raw ids, ``user,item,part``) to ``path``."""
+    with tempfile.TemporaryDirectory(prefix="recbole-split-") as tmp:
+        cmd = [str(python), "-W", "ignore", str(RUNNER), "--model", "BPR", "--seed", str(seed), "--split-output", str(path)]
+        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True)
+    if proc.returncode != 0 or not path.exists():
+        raise SystemExit(f"RecBole split export failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-4000:]}")
+    return path
+
+
+def run_recsys(key: str, args: argparse.Namespace, seed: int, split: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="recsys-run-") as tmp:
         out = Path(tmp) / "run.json"
         cmd = [sys.executable, "-W", "ignore", str(Path(__file__).resolve()), "--worker", key, "--seed", str(seed),
                "--epochs", str(args.epochs), "--patience", str(args.patience), "--worker-output", str(out)]  # fmt: skip
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if split is not None:
+            cmd += ["--split", str(split)]
         return _run_child(cmd, {**os.environ, "PYTHONWARNINGS": "ignore"}, os.getcwd(), out)
 
 
@@ -177,8 +193,24 @@ def _run_child(cmd: list[str], env: dict[str, str], cwd: str, out: Path) -> dict
     return result
 
 
-def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path, threads: int | None) -> None:
-    """One recsys fit + test in this process (the project's venv); writes the same record shape as the runner."""
+def split_from_file(data: Any, path: Path) -> tuple[Any, Any, Any]:
+    """``(train, valid, test)`` of ``data`` as listed in a ``user,item,part`` CSV of raw ids (`recbole_split`);
+    every interaction must be listed exactly once."""
+    import polars as pl
+
+    listed = pl.read_csv(path, schema={"user": pl.String, "item": pl.String, "part": pl.String})
+    raw = data.decoded().with_columns(pl.col("user").cast(pl.String), pl.col("item").cast(pl.String))
+    joined = raw.with_row_index("row").join(listed, on=["user", "item"], how="left")
+    if len(joined) != len(raw) or len(listed) != len(raw) or joined["part"].null_count():
+        raise SystemExit(f"{path}: its {len(listed)} rows do not list the {len(raw)} ML-100k interactions one to one")
+    rows = {part: joined.filter(pl.col("part") == part)["row"] for part in ("train", "valid", "test")}
+    return tuple(data.with_frame(data.frame[rows[part]]) for part in ("train", "valid", "test"))  # type: ignore[return-value]
+
+
+def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path, threads: int | None,
+                  split: Path | None = None) -> None:
+    """One recsys fit + test in this process (the project's venv); writes the same record shape as the runner.
+    With ``split``, trains and evaluates on that split (RecBole's, for the same seed) instead of its own."""
     started_process = time.perf_counter()
     import lightning as L
     import torch
@@ -191,7 +223,10 @@ def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path,
         torch.set_num_threads(threads)
     imported = time.perf_counter()
     data = recsys.datasets.load("ml-100k")
-    train, valid, test = recsys.splits.per_user_random(data, (0.8, 0.1, 0.1), seed=seed)
+    if split is not None:
+        train, valid, test = split_from_file(data, split)
+    else:
+        train, valid, test = recsys.splits.per_user_random(data, (0.8, 0.1, 0.1), seed=seed)
     if key == "bpr":
         task = BPRTask(MF(64), lr=1e-3, seed=seed)
     else:
@@ -558,13 +593,17 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=600.0, help="sasrec: wall-clock training budget per side")
     parser.add_argument("--worker", choices=[*sorted(MODELS), "sasrec"], help=argparse.SUPPRESS)  # internal: one run
     parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)  # internal: the recsys worker's split file
+    parser.add_argument("--own-split", action="store_true",
+                        help="recsys splits the data itself (same protocol, its own random cut) instead of training "
+                             "on RecBole's split of the same seed")
     args = parser.parse_args()
 
     if args.worker == "sasrec":
         sasrec_worker(args.seed, args.budget_s, args.worker_output, args.threads)
         return
     if args.worker:
-        recsys_worker(args.worker, args.seed, args.epochs, args.patience, args.worker_output, args.threads)
+        recsys_worker(args.worker, args.seed, args.epochs, args.patience, args.worker_output, args.threads, args.split)
         return
     if args.quick:
         args.repeats, args.epochs, args.patience = 1, 5, 2
@@ -601,14 +640,17 @@ def main() -> None:
     python = ensure_recbole_venv(args.recbole_venv.expanduser(), args.python)
     runs: dict[str, list[dict[str, dict[str, Any]]]] = {k: [] for k in keys}
     summary: dict[str, Any] = {}
+    splits = tempfile.TemporaryDirectory(prefix="bench-splits-")
     for key in keys:
         for rep in range(args.repeats):
             seed = args.seed + rep
             order = ["recsys", "recbole"] if rep % 2 == 0 else ["recbole", "recsys"]
             pair: dict[str, dict[str, Any]] = {}
+            split = None if args.own_split else recbole_split(python, seed, Path(splits.name) / f"split-{seed}.csv")
             for side in order:
                 t0 = time.perf_counter()
-                pair[side] = run_recsys(key, args, seed) if side == "recsys" else run_recbole(python, key, args, seed)
+                pair[side] = (run_recsys(key, args, seed, split) if side == "recsys"
+                              else run_recbole(python, key, args, seed))  # fmt: skip
                 run = pair[side]
                 print(f"[{key} rep {rep + 1}/{args.repeats} seed {seed}] {side:7s}: {len(run['epochs'])} epochs, "
                       f"train {statistics.median(e['train_s'] for e in run['epochs']):.3f} s/epoch, "
@@ -617,11 +659,13 @@ def main() -> None:
                       f"test {run['test_ndcg10']:.4f}, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
             runs[key].append(pair)
         summary[key] = summarise(key, runs[key])
+    splits.cleanup()
 
     result = {
         "settings": {"repeats": args.repeats, "max_epochs": args.epochs, "patience": args.patience, "models": keys,
                      "seeds": [args.seed + r for r in range(args.repeats)], "threads": args.threads,
                      "quick": args.quick, "dataset": "ml-100k", "split": "RS 8:1:1 per user (RO), full ranking",
+                     "same_split": not args.own_split,
                      "embedding_dim": 64, "train_batch_size": 2048, "lr": 1e-3, "negatives": 1},  # fmt: skip
         "targets": TARGETS,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),

@@ -69,11 +69,11 @@ class NegativeSampler:
         """Negatives ``[B, k]`` for ``users [B]``."""
         users_k = users.repeat_interleave(k)
         items = self._draw(len(users_k), generator)
-        bad = self.is_positive(users_k, items)
+        redo = torch.nonzero(self.is_positive(users_k, items)).view(-1)  # rows still holding a positive
         for _ in range(self.max_rounds):
-            if not bad.any():
+            if len(redo) == 0:
                 break
-            items[bad] = self._draw(int(bad.sum()), generator)
-            bad = self.is_positive(users_k, items)
-        self.last_collisions = int(bad.sum())
+            items[redo] = self._draw(len(redo), generator)
+            redo = redo[self.is_positive(users_k[redo], items[redo])]
+        self.last_collisions = len(redo)
         return items.view(len(users), k)
