@@ -53,6 +53,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "_recbole_runner.py"
 DEFAULT_VENV = Path.home() / ".cache" / "recsys" / "recbole-venv"
@@ -84,7 +86,8 @@ RECBOLE_IMPORT_CHECK = (
     "from recbole.utils import get_model, init_seed; print('recbole', __import__('recbole').__version__, torch.__version__)"
 )
 
-MODELS = {"bpr": ("MF-BPR", "BPR"), "neumf": ("NeuMF", "NeuMF")}
+MODELS = {"bpr": ("MF-BPR", "BPR"), "neumf": ("NeuMF", "NeuMF")}  # ranking models; "fm" and "sasrec" have own modes
+RECBOLE_NAMES = {**{key: names[1] for key, names in MODELS.items()}, "fm": "FM"}
 RECBOLE_REFERENCE_TEST_NDCG10 = {"bpr": 0.2937, "neumf": 0.2790}  # RecBole 1.2.1 here, mean of 3 seeds
 TARGETS = {"train_ratio_bpr": 0.5, "valid_ratio_neumf": 0.2, "time_to_best_ratio": 0.5}
 
@@ -150,7 +153,7 @@ def recsys_source() -> dict[str, Any]:
 def run_recbole(python: Path, key: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="recbole-run-") as tmp:
         out = Path(tmp) / "run.json"
-        cmd = [str(python), "-W", "ignore", str(RUNNER), "--model", MODELS[key][1], "--epochs", str(args.epochs),
+        cmd = [str(python), "-W", "ignore", str(RUNNER), "--model", RECBOLE_NAMES[key], "--epochs", str(args.epochs),
                "--stopping-step", str(args.patience), "--seed", str(seed), "--output", str(out)]  # fmt: skip
         if args.threads:
             cmd += ["--threads", str(args.threads)]
@@ -159,10 +162,10 @@ def run_recbole(python: Path, key: str, args: argparse.Namespace, seed: int) -> 
         return _run_child(cmd, env, tmp, out)
 
 
-def recbole_split(python: Path, seed: int, path: Path) -> Path:
-    """Write RecBole's split of ML-100k for ``seed`` (raw ids, ``user,item,part``) to ``path``."""
+def recbole_split(python: Path, seed: int, path: Path, model: str = "BPR") -> Path:
+    """Write RecBole's split of ML-100k for ``seed`` under ``model``'s protocol (raw ids, ``user,item,part``)."""
     with tempfile.TemporaryDirectory(prefix="recbole-split-") as tmp:
-        cmd = [str(python), "-W", "ignore", str(RUNNER), "--model", "BPR", "--seed", str(seed), "--split-output", str(path)]
+        cmd = [str(python), "-W", "ignore", str(RUNNER), "--model", model, "--seed", str(seed), "--split-output", str(path)]
         env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
         env.pop("PYTHONPATH", None)
         proc = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True)
@@ -193,6 +196,53 @@ def _run_child(cmd: list[str], env: dict[str, str], cwd: str, out: Path) -> dict
     return result
 
 
+class EpochTimer(L.Callback):
+    """Training and validation seconds of each epoch, the validation metric (NDCG@10 by default) and the wall time since ``t0``.
+
+    Lightning validates inside the training epoch (after its last batch), so an epoch's training time is
+    its span less its validation's; Lightning's own per-epoch work outside the hooks counts as training.
+    """
+
+    def __init__(self, metric: str = "val/ndcg@10") -> None:
+        self.t0 = time.perf_counter()
+        self.metric = metric
+        self.epochs: list[dict[str, Any]] = []
+        self.fit_started: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.fit_started = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.epochs.append({"epoch": trainer.current_epoch, "valid_s": 0.0})
+        self._epoch_start = self._last_batch = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        self._last_batch = time.perf_counter()
+
+    def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._valid_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        now = time.perf_counter()
+        if trainer.sanity_checking or not self.epochs:
+            return
+        self.epochs[-1].update(
+            valid_s=now - self._valid_start, val_metric=float(trainer.callback_metrics[self.metric]),
+            wall_s=now - self.t0, val={k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
+        )  # fmt: skip
+        if self.metric == "val/ndcg@10":
+            self.epochs[-1]["val_ndcg10"] = self.epochs[-1]["val_metric"]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        epoch = self.epochs[-1]
+        span = time.perf_counter() - self._epoch_start
+        epoch.update(epoch_s=span, train_s=span - epoch["valid_s"], batches_s=self._last_batch - self._epoch_start)
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            epoch["loss"] = float(loss)
+
+
+
 def split_from_file(data: Any, path: Path) -> tuple[Any, Any, Any]:
     """``(train, valid, test)`` of ``data`` as listed in a ``user,item,part`` CSV of raw ids (`recbole_split`);
     every interaction must be listed exactly once."""
@@ -212,7 +262,6 @@ def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path,
     """One recsys fit + test in this process (the project's venv); writes the same record shape as the runner.
     With ``split``, trains and evaluates on that split (RecBole's, for the same seed) instead of its own."""
     started_process = time.perf_counter()
-    import lightning as L
     import torch
 
     import recsys
@@ -232,48 +281,6 @@ def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path,
     else:
         task = BCETask(NeuMF(), lr=1e-3, negatives=1, seed=seed)
     assert task.eval_batch_size >= train.n_users, "validation must score all users in one chunk, as RecBole's does"
-
-    class EpochTimer(L.Callback):
-        """Training and validation seconds of each epoch, the validation NDCG@10 and the wall time since ``t0``.
-
-        Lightning validates inside the training epoch (after its last batch), so an epoch's training time is
-        its span less its validation's; Lightning's own per-epoch work outside the hooks counts as training.
-        """
-
-        def __init__(self) -> None:
-            self.t0 = time.perf_counter()
-            self.epochs: list[dict[str, Any]] = []
-            self.fit_started: float | None = None
-
-        def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self.fit_started = time.perf_counter()
-
-        def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self.epochs.append({"epoch": trainer.current_epoch, "valid_s": 0.0})
-            self._epoch_start = self._last_batch = time.perf_counter()
-
-        def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
-            self._last_batch = time.perf_counter()
-
-        def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self._valid_start = time.perf_counter()
-
-        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            now = time.perf_counter()
-            if trainer.sanity_checking or not self.epochs:
-                return
-            self.epochs[-1].update(
-                valid_s=now - self._valid_start, val_ndcg10=float(trainer.callback_metrics["val/ndcg@10"]),
-                wall_s=now - self.t0, val={k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
-            )  # fmt: skip
-
-        def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            epoch = self.epochs[-1]
-            span = time.perf_counter() - self._epoch_start
-            epoch.update(epoch_s=span, train_s=span - epoch["valid_s"], batches_s=self._last_batch - self._epoch_start)
-            loss = trainer.callback_metrics.get("train/loss")
-            if loss is not None:
-                epoch["loss"] = float(loss)
 
     prepared = time.perf_counter()
     timer = EpochTimer()  # t0: just before fit (the data module, feature space and tables are built inside fit)
@@ -436,6 +443,80 @@ def print_table(summary: dict[str, Any], repeats: int, threads: int | None) -> N
 
 
 
+# ---------------------------------------------------------------------------------------------- click task (FM)
+CLICK_REFERENCE_AUC = 0.7831  # the issue's figure for RecBole 1.2.1's FM on this protocol
+
+
+def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> None:
+    """recsys FM on the click-style task (`experiments/ml-100k/fm-click.yaml`'s settings) trained on ``split``."""
+    import torch
+
+    import recsys
+    from recsys.models import FM
+    from recsys.tasks import ClickTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    train, valid, test = split_from_file(recsys.datasets.load("ml-100k"), split)
+    timer = EpochTimer(metric="val/auc")
+    task = ClickTask(FM(64), lr=1e-3, weight_decay=1e-5, seed=seed)
+    started = time.perf_counter()
+    task.fit(train, valid, max_epochs=300, patience=10, batch_size=2048, label_threshold=4.0, callbacks=[timer])
+    fit_s = time.perf_counter() - started
+    output.write_text(json.dumps({
+        "framework": "recsys", "model": "FM(64), lr 1e-3, L2 1e-5, batch 2048", "seed": seed, "fit_s": fit_s,
+        "epochs": timer.epochs, "best_epoch": task.best_weights_.best_epoch, "test": task.click_metrics(test),
+        "recsys_source": recsys_source(),
+    }, indent=2))  # fmt: skip
+
+
+def run_click(python: Path, args: argparse.Namespace) -> list[dict[str, dict[str, Any]]]:
+    """Per seed: RecBole's labeled split, then RecBole's FM (shipped defaults) and recsys' FM on that split."""
+    pairs = []
+    with tempfile.TemporaryDirectory(prefix="click-") as tmp:
+        for rep in range(args.repeats):
+            seed = args.seed + rep
+            split = recbole_split(python, seed, Path(tmp) / f"split-{seed}.csv", model="FM")
+            out = Path(tmp) / f"recsys-{seed}.json"
+            cmd = [sys.executable, "-W", "ignore", str(Path(__file__).resolve()), "--worker", "fm", "--seed", str(seed),
+                   "--split", str(split), "--worker-output", str(out)] + (["--threads", str(args.threads)] if args.threads else [])
+            pair = {"recsys": _run_child(cmd, {**os.environ, "PYTHONWARNINGS": "ignore"}, os.getcwd(), out),
+                    "recbole": run_recbole(python, "fm", args, seed)}  # fmt: skip
+            print(f"[fm seed {seed}] test AUC recsys {pair['recsys']['test']['auc']:.4f} "
+                  f"RecBole {pair['recbole']['test']['auc']:.4f}", flush=True)
+            pairs.append(pair)
+    return pairs
+
+
+def summarise_click(pairs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Mean test AUC / log loss per side over the seeds, and median training seconds per epoch."""
+    def side(name: str) -> dict[str, Any]:
+        runs = [p[name] for p in pairs]
+        return {"test_auc": [r["test"]["auc"] for r in runs], "test_logloss": [r["test"]["logloss"] for r in runs],
+                "mean_test_auc": statistics.mean(r["test"]["auc"] for r in runs),
+                "mean_test_logloss": statistics.mean(r["test"]["logloss"] for r in runs),
+                "train_s_per_epoch": statistics.median(e["train_s"] for r in runs for e in r["epochs"]),
+                "epochs_run": [len(r["epochs"]) for r in runs]}  # fmt: skip
+    summary = {"seeds": [p["recsys"]["seed"] for p in pairs], "recsys": side("recsys"), "recbole": side("recbole")}
+    mean = summary["recsys"]["mean_test_auc"]
+    summary["targets"] = {f"mean test AUC >= {CLICK_REFERENCE_AUC}": mean >= CLICK_REFERENCE_AUC,
+                          "mean test AUC >= RecBole's on the same splits": mean >= summary["recbole"]["mean_test_auc"]}
+    return summary
+
+
+def print_click(summary: dict[str, Any]) -> None:
+    rs, rb = summary["recsys"], summary["recbole"]
+    title = ("Click-style task (rating >= 4 -> 1, RecBole's random 8:1:1 labeled split of each seed, both sides on the "
+             "same split): FM vs RecBole 1.2.1's FM (shipped defaults: embedding 10)")
+    lines = [title, "", f"{'seed':>6s} {'recsys AUC':>11s} {'RecBole AUC':>12s}"]
+    lines += [f"{seed:>6d} {a:>11.4f} {b:>12.4f}" for seed, a, b in zip(summary["seeds"], rs["test_auc"], rb["test_auc"])]
+    lines += [f"{'mean':>6s} {rs['mean_test_auc']:>11.4f} {rb['mean_test_auc']:>12.4f}",
+              f"log loss (mean): recsys {rs['mean_test_logloss']:.4f}, RecBole {rb['mean_test_logloss']:.4f}",
+              f"train s / epoch (median): recsys {rs['train_s_per_epoch']:.3f}, RecBole {rb['train_s_per_epoch']:.3f}", ""]
+    lines += [f"{name}: {'met' if ok else 'MISSED'}" for name, ok in summary["targets"].items()]
+    print("\n".join(lines), flush=True)
+
+
 # ---------------------------------------------------------------------------------------------- SASRec race
 SASREC_TARGETS = {"epoch_time_ratio": 0.1, "peak_rss_mib": 1024.0}
 
@@ -447,7 +528,6 @@ def sasrec_worker(seed: int, budget_s: float, output: Path, threads: int | None)
     import resource
 
     started_process = time.perf_counter()
-    import lightning as L
     import torch
 
     import recsys
@@ -591,7 +671,7 @@ def main() -> None:
                         help="recompute the summary and table from the raw runs of an earlier --output (no runs)")
     parser.add_argument("--python", default=shutil.which("python3.11") or "python3.11", help="creates the RecBole venv")
     parser.add_argument("--budget-s", type=float, default=600.0, help="sasrec: wall-clock training budget per side")
-    parser.add_argument("--worker", choices=[*sorted(MODELS), "sasrec"], help=argparse.SUPPRESS)  # internal: one run
+    parser.add_argument("--worker", choices=[*sorted(MODELS), "sasrec", "fm"], help=argparse.SUPPRESS)  # internal: one run
     parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)  # internal: the recsys worker's split file
     parser.add_argument("--own-split", action="store_true",
@@ -601,6 +681,9 @@ def main() -> None:
 
     if args.worker == "sasrec":
         sasrec_worker(args.seed, args.budget_s, args.worker_output, args.threads)
+        return
+    if args.worker == "fm":
+        click_worker(args.seed, args.split, args.worker_output, args.threads)
         return
     if args.worker:
         recsys_worker(args.worker, args.seed, args.epochs, args.patience, args.worker_output, args.threads, args.split)
@@ -621,6 +704,21 @@ def main() -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2))
         print_sasrec(summary, args.budget_s, args.threads)
+        print(f"\nwrote {args.output}")
+        return
+    if keys == ["fm"]:
+        python = ensure_recbole_venv(args.recbole_venv.expanduser(), args.python)
+        pairs = run_click(python, args)
+        summary = summarise_click(pairs)
+        result = {"settings": {"model": "fm", "seeds": summary["seeds"], "threads": args.threads,
+                               "split": "RecBole RS 8:1:1 labeled (rating >= 4 -> 1), the same on both sides",
+                               "reference_auc": CLICK_REFERENCE_AUC},
+                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                              "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+                  "summary": summary, "runs": pairs}  # fmt: skip
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2))
+        print_click(summary)
         print(f"\nwrote {args.output}")
         return
     unknown = set(keys) - set(MODELS)
