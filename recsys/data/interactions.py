@@ -223,6 +223,17 @@ class Interactions:
         matrix.sum_duplicates()
         return matrix
 
+    def binary_csr(self) -> sp.csr_matrix:
+        """Users × items 0/1 CSR with sorted indices (a pair listed twice counts once). Built on first use and
+        kept, since an `Interactions` never changes; callers must not modify it."""
+        cached = self.__dict__.get("_binary_csr")
+        if cached is None:
+            cached = self.to_csr()
+            cached.data[:] = 1.0
+            cached.sort_indices()
+            object.__setattr__(self, "_binary_csr", cached)  # a cache, not a field: frozen, equality unchanged
+        return cached
+
     def sequences(self) -> pl.DataFrame:
         """One row per user: ``user`` code and ``items`` list in time order (file order breaks ties)."""
         frame = self.frame.with_row_index("_order")

@@ -142,8 +142,8 @@ def _evaluate_model(
     train = model.train_data
     test_codes, skipped, unknown_items, n_unknown_per_user = _as_codes(test, train.users, train.items, "test")
     excluded = [_as_codes(part, train.users, train.items, "exclude")[0] for part in exclude]
-    exclude_csr = _csr(excluded, train.n_users, train.n_items) if excluded else None
-    test_csr = _csr([test_codes], train.n_users, train.n_items)
+    exclude_csr = _relevance_csr(exclude, excluded, train) if excluded else None
+    test_csr = _relevance_csr([test], [test_codes], train)
     n_rel = np.diff(test_csr.indptr) + n_unknown_per_user
     users = np.flatnonzero(n_rel > 0)
     if subset is not None:
@@ -194,6 +194,15 @@ def _require_user_item(frame: pl.DataFrame, what: str) -> None:
         raise ValueError(f"{what} frame lacks column(s) {missing}; it needs raw-id columns 'user' and 'item'")
 
 
+def _relevance_csr(parts: Sequence[Relevance], coded: Sequence[pl.DataFrame], train: Interactions) -> sp.csr_matrix:
+    """Binary CSR of ``parts`` (as ``coded`` by `_as_codes`). A single `Interactions` in the model's vocabularies
+    brings its own, built once: validation every epoch reuses the same matrices."""
+    part = parts[0]
+    if len(parts) == 1 and isinstance(part, Interactions) and part.users == train.users and part.items == train.items:
+        return part.binary_csr()
+    return _csr(coded, train.n_users, train.n_items)
+
+
 def _csr(parts: Sequence[pl.DataFrame], n_users: int, n_items: int) -> sp.csr_matrix:
     """Binary users × items CSR of the ``user, item`` rows of ``parts``; a pair listed twice counts once."""
     users = np.concatenate([p["user"].to_numpy() for p in parts])
@@ -209,10 +218,13 @@ def _csr(parts: Sequence[pl.DataFrame], n_users: int, n_items: int) -> sp.csr_ma
 def _hits(items: np.ndarray, scores: np.ndarray, users: np.ndarray, test: sp.csr_matrix) -> np.ndarray:
     """``[U, K]`` bool: is the ranked item a test item of the user (and a real, finite-scored slot)?"""
     n_items = test.shape[1]
-    keys = users[:, None] * n_items + items
-    rows = np.repeat(np.arange(test.shape[0]), np.diff(test.indptr))
-    test_keys = rows.astype(np.int64) * n_items + test.indices
-    return np.isin(keys, test_keys) & np.isfinite(scores)
+    keys = users[:, None].astype(np.int64) * n_items + items
+    rows = np.repeat(np.arange(test.shape[0], dtype=np.int64), np.diff(test.indptr))
+    test_keys = rows * n_items + test.indices  # ascending: rows in order, sorted indices within a row
+    if len(test_keys) == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    at = np.searchsorted(test_keys, keys).clip(max=len(test_keys) - 1)  # a binary search beats np.isin's sort
+    return (test_keys[at] == keys) & np.isfinite(scores)
 
 
 def _popularity(excluded: Sequence[pl.DataFrame], train: Interactions) -> np.ndarray:

@@ -1,0 +1,52 @@
+"""The benchmark scripts' own data handling: reading another framework's split back into `Interactions`."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsys.data.interactions import Interactions
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_vs_recbole.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_vs_recbole", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def data(small_frame: pl.DataFrame) -> Interactions:
+    return Interactions.from_frame(small_frame, user_col="uid", item_col="iid", rating_col="stars")
+
+
+def write_split(path: Path, data: Interactions, parts: list[str]) -> Path:
+    raw = data.decoded()
+    pl.DataFrame({"user": raw["user"].cast(pl.String), "item": raw["item"].cast(pl.String), "part": parts}).write_csv(path)
+    return path
+
+
+def test_split_from_file_puts_every_interaction_in_its_listed_part(bench, data, tmp_path):
+    n = len(data.frame)
+    parts = ["train" if i % 10 < 8 else "valid" if i % 10 == 8 else "test" for i in range(n)]
+    train, valid, test = bench.split_from_file(data, write_split(tmp_path / "split.csv", data, parts))
+    assert (len(train.frame), len(valid.frame), len(test.frame)) == (parts.count("train"), parts.count("valid"), parts.count("test"))
+    raw = data.decoded().with_row_index("row")
+    for part, split in (("train", train), ("valid", valid), ("test", test)):
+        expected = raw.filter(pl.Series(parts) == part).select("user", "item").sort("user", "item")
+        assert split.decoded().select("user", "item").sort("user", "item").equals(expected)
+    assert train.n_items == data.n_items and train.n_users == data.n_users  # same codes as the full data
+
+
+def test_split_from_file_refuses_a_split_that_misses_interactions(bench, data, tmp_path):
+    path = write_split(tmp_path / "split.csv", data, ["train"] * len(data.frame))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")  # drop the last interaction
+    with pytest.raises(SystemExit, match="split.csv"):
+        bench.split_from_file(data, path)
