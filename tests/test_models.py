@@ -81,6 +81,33 @@ def test_mf_score_is_dot_product_plus_biases(rich) -> None:
         torch.testing.assert_close(model.score_pairs(torch.tensor([2]), torch.tensor([4]))[0], expected)
 
 
+@pytest.mark.parametrize("biases", [True, False])
+def test_mf_margins_equal_score_differences_with_the_same_gradients(rich, biases) -> None:
+    """MF's weighted-bag margins are the generic s(u, i) − s(u, j), in value and in every parameter's gradient."""
+    from recsys.models.base import PairModel
+
+    model = MF(6, biases=biases)
+    model.build(feature_space(rich))
+    generator = torch.Generator().manual_seed(3)
+    users = torch.randint(rich.n_users, (9,), generator=generator)
+    positives = torch.randint(rich.n_items, (9,), generator=generator)
+    negatives = torch.randint(rich.n_items, (9, 4), generator=generator)
+
+    def margins_and_grads(margins):
+        model.zero_grad()
+        values = margins(model, users, positives, negatives)
+        (values * torch.arange(1.0, 5.0)).sum().backward()  # unequal weights per negative
+        grads = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+        return values.detach(), grads
+
+    fast, fast_grads = margins_and_grads(MF.score_margins)
+    generic, generic_grads = margins_and_grads(PairModel.score_margins)
+    assert fast.shape == (9, 4)
+    torch.testing.assert_close(fast, generic)
+    for name in generic_grads:
+        torch.testing.assert_close(fast_grads[name], generic_grads[name])
+
+
 def test_models_use_torchrec_tables(rich) -> None:
     from torchrec import EmbeddingBagCollection
 

@@ -64,6 +64,13 @@ class EmbeddingTables(nn.Module):
         pooled = self.collection(features)
         return {name: pooled[name] for name in pooled.keys()}
 
+    def local_weight(self, name: str) -> torch.Tensor | None:
+        """The weight ``[rows, dim]`` of table ``name`` while the collection is unsharded, for models with a
+        cheaper direct formula than a lookup; None once DMP has sharded it (the lookup path then applies)."""
+        if not isinstance(self.collection, EmbeddingBagCollection):
+            return None
+        return self.collection.embedding_bags[name].weight
+
     def lookup(self, space: FeatureSpace, names: Sequence[str], entities: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{name: Tensor[B, dim]}`` pooled embeddings of the fields ``names`` of ``entities`` (as `to_kjt`).
 

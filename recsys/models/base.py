@@ -112,6 +112,13 @@ class PairModel(nn.Module):
         return self.pair_scores(repeated, item).view(len(users), n)
 
 
+    def score_margins(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """``[B, k]`` margins s(u, i) − s(u, j) of each user's positive ``positives [B]`` over its negatives
+        ``negatives [B, k]`` (what pairwise objectives such as BPR need)."""
+        scores = self.score_candidates(users, torch.cat([positives[:, None], negatives], dim=1))
+        return scores[:, :1] - scores[:, 1:]
+
+
 PAIR_BLOCK_ELEMENTS = 1 << 19
 """Elements of one ``[users, items, hidden]`` block in `pairwise_head` (2 MiB of float32: stays in cache)."""
 

@@ -53,8 +53,8 @@ class BPRTask(_SampledNegatives):
     """Bayesian personalised ranking: −log σ(s(u, i) − s(u, j)) with ``negatives`` sampled j per positive."""
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        scores = self.candidate_scores(batch)  # [B, 1 + negatives], the positive first
-        return -F.logsigmoid(scores[:, :1] - scores[:, 1:]).mean()
+        users, items = batch["user"], batch["item"]
+        return -F.logsigmoid(self.model.score_margins(users, items, self.sample(users))).mean()  # margins [B, k]
 
 
 class BCETask(_SampledNegatives):
