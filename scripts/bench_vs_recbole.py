@@ -257,6 +257,18 @@ def split_from_file(data: Any, path: Path) -> tuple[Any, Any, Any]:
     return tuple(data.with_frame(data.frame[rows[part]]) for part in ("train", "valid", "test"))  # type: ignore[return-value]
 
 
+TUNED_BPR = "mf-bpr-tuned"  # experiments/ml-100k/mf-bpr-tuned.yaml, raced against RecBole's BPR besides MF-BPR
+
+
+def experiment_settings(name: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """``(task init_args, model init_args, batch size)`` of ``experiments/ml-100k/<name>.yaml``."""
+    import yaml
+
+    config = yaml.safe_load((HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml").read_text())
+    task_args = config["model"]["init_args"]
+    return task_args, task_args["model"]["init_args"], config["data"]["batch_size"]
+
+
 def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path, threads: int | None,
                   split: Path | None = None) -> None:
     """One recsys fit + test in this process (the project's venv); writes the same record shape as the runner.
@@ -276,15 +288,20 @@ def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path,
         train, valid, test = split_from_file(data, split)
     else:
         train, valid, test = recsys.splits.per_user_random(data, (0.8, 0.1, 0.1), seed=seed)
+    batch_size = 2048
     if key == "bpr":
         task = BPRTask(MF(64), lr=1e-3, seed=seed)
+    elif key == TUNED_BPR:  # the tuned config's hyper-parameters (its own dim, negatives, lr, L2 and batch)
+        task_args, model_args, batch_size = experiment_settings(TUNED_BPR)
+        task = BPRTask(MF(model_args["embedding_dim"]), lr=task_args["lr"], negatives=task_args["negatives"],
+                       weight_decay=task_args["weight_decay"], seed=seed)  # fmt: skip
     else:
         task = BCETask(NeuMF(), lr=1e-3, negatives=1, seed=seed)
     assert task.eval_batch_size >= train.n_users, "validation must score all users in one chunk, as RecBole's does"
 
     prepared = time.perf_counter()
     timer = EpochTimer()  # t0: just before fit (the data module, feature space and tables are built inside fit)
-    task.fit(train, valid, max_epochs=epochs, patience=patience, batch_size=2048, callbacks=[timer])
+    task.fit(train, valid, max_epochs=epochs, patience=patience, batch_size=batch_size, callbacks=[timer])
     fitted = time.perf_counter()
     ev = recsys.evaluate(task, test, exclude=[train, valid], k=(10,))
     tested = time.perf_counter()
@@ -298,7 +315,7 @@ def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path,
         "lightning_version": L.__version__,
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
-        "model": MODELS[key][0],
+        "model": MODELS[key][0] if key in MODELS else key,
         "seed": seed,
         "max_epochs": epochs,
         "patience": patience,
@@ -368,6 +385,13 @@ def summarise(key: str, pairs: list[dict[str, dict[str, Any]]]) -> dict[str, Any
         for side, run in (("recsys", rs), ("recbole", rb)):
             row[side]["time_to_99pct_s"], row[side]["epoch_at_99pct"] = time_to_target(run, 0.99 * target)
         row["time_to_99pct_ratio"] = _ratio(row["recsys"]["time_to_99pct_s"], row["recbole"]["time_to_99pct_s"])
+        if "tuned" in pair:  # the tuned config against the same RecBole run
+            tuned = pair["tuned"]
+            wall, epoch = time_to_target(tuned, target)
+            row["tuned"] = {"time_to_target_s": wall, "epoch_at_target": epoch, "best_val_ndcg10": tuned["best_val_ndcg10"],
+                            "test_ndcg10": tuned["test_ndcg10"], "train_s_per_epoch": statistics.median(
+                                e["train_s"] for e in tuned["epochs"])}  # fmt: skip
+            row["tuned_time_to_target_ratio"] = _ratio(wall, rb_best_epoch["wall_s"])
         per_rep.append(row)
 
     def med(side: str, field: str) -> float | None:
@@ -394,7 +418,20 @@ def summarise(key: str, pairs: list[dict[str, dict[str, Any]]]) -> dict[str, Any
         },
         "recsys_reached_target": f"{reached}/{len(per_rep)}",
         "recbole_reference_test_ndcg10": RECBOLE_REFERENCE_TEST_NDCG10[key],
+        **(_summarise_tuned(per_rep) if all("tuned" in r for r in per_rep) else {}),
     }
+
+
+def _summarise_tuned(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the tuned config's runs and its time-to-target ratio (a miss counts as infinitely slow)."""
+    ratios = [r["tuned_time_to_target_ratio"] for r in per_rep]
+    return {"tuned": {
+        "config": TUNED_BPR,
+        "median": {f: _median([r["tuned"][f] for r in per_rep])
+                   for f in ("time_to_target_s", "best_val_ndcg10", "test_ndcg10", "train_s_per_epoch")},
+        "time_to_target_ratio": _finite(statistics.median(x if x is not None else float("inf") for x in ratios)),
+        "reached_target": f"{sum(x is not None for x in ratios)}/{len(ratios)}",
+    }}  # fmt: skip
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -439,6 +476,17 @@ def print_table(summary: dict[str, Any], repeats: int, threads: int | None) -> N
         lines.append(f"  {'  (RecBole reference, 3 seeds)':32s} {'':>12s} {s['recbole_reference_test_ndcg10']:>12.4f}")
         row("epochs run", "epochs_run", ".0f")
         row("fit s (whole training)", "fit_s", ".1f", _ratio(m["recsys"]["fit_s"], m["recbole"]["fit_s"]))
+        if "tuned" in s:
+            t = s["tuned"]
+            ratio = t["time_to_target_ratio"]
+            verdict = f"≤ {TARGETS['time_to_best_ratio']:g}: " + ("met" if ratio is not None and ratio <= TARGETS["time_to_best_ratio"] else "MISSED")
+            lines.append(f"{t['config']} (recsys' tuned hyper-parameters) vs the same RecBole BPR runs")
+            lines.append(f"  {'wall s to RecBole best val':32s} {_fmt(t['median']['time_to_target_s'], '.1f'):>12s} "
+                         f"{_fmt(m['recbole']['time_to_target_s'], '.1f'):>12s} {_fmt(ratio, '.2f') + 'x' if ratio else 'n/r':>8s}   {verdict}")  # fmt: skip
+            lines.append(f"  {'  (reached it in)':32s} {t['reached_target']:>12s}")
+            lines.append(f"  {'best val NDCG@10':32s} {_fmt(t['median']['best_val_ndcg10'], '.4f'):>12s}")
+            lines.append(f"  {'test NDCG@10':32s} {_fmt(t['median']['test_ndcg10'], '.4f'):>12s}")
+            lines.append(f"  {'train s / epoch':32s} {_fmt(t['median']['train_s_per_epoch'], '.3f'):>12s}")
     print("\n".join(lines), flush=True)
 
 
@@ -453,7 +501,6 @@ CLICK_CONFIGS = ("fm-click", "fm-click-tuned")  # experiments/ml-100k/<name>.yam
 def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> None:
     """recsys FM on the click-style task trained on ``split``, once with the settings of each of `CLICK_CONFIGS`."""
     import torch
-    import yaml
 
     import recsys
     from recsys.models import FM
@@ -464,9 +511,8 @@ def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> N
     train, valid, test = split_from_file(recsys.datasets.load("ml-100k"), split)
     runs = {}
     for name in CLICK_CONFIGS:
-        config = yaml.safe_load((HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml").read_text())
-        task_args, batch_size = config["model"]["init_args"], config["data"]["batch_size"]
-        dim = task_args["model"]["init_args"]["embedding_dim"]
+        task_args, model_args, batch_size = experiment_settings(name)
+        dim = model_args["embedding_dim"]
         timer = EpochTimer(metric="val/auc")
         task = ClickTask(FM(dim), lr=task_args["lr"], weight_decay=task_args["weight_decay"], seed=seed)
         started = time.perf_counter()
@@ -682,7 +728,8 @@ def main() -> None:
                         help="recompute the summary and table from the raw runs of an earlier --output (no runs)")
     parser.add_argument("--python", default=shutil.which("python3.11") or "python3.11", help="creates the RecBole venv")
     parser.add_argument("--budget-s", type=float, default=600.0, help="sasrec: wall-clock training budget per side")
-    parser.add_argument("--worker", choices=[*sorted(MODELS), "sasrec", "fm"], help=argparse.SUPPRESS)  # internal: one run
+    parser.add_argument("--worker", choices=[*sorted(MODELS), TUNED_BPR, "sasrec", "fm"],
+                        help=argparse.SUPPRESS)  # internal: one run
     parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)  # internal: the recsys worker's split file
     parser.add_argument("--own-split", action="store_true",
@@ -756,10 +803,14 @@ def main() -> None:
             order = ["recsys", "recbole"] if rep % 2 == 0 else ["recbole", "recsys"]
             pair: dict[str, dict[str, Any]] = {}
             split = None if args.own_split else recbole_split(python, seed, Path(splits.name) / f"split-{seed}.csv")
+            if key == "bpr":
+                order.append("tuned")  # recsys with mf-bpr-tuned.yaml's hyper-parameters, on the same split
             for side in order:
                 t0 = time.perf_counter()
-                pair[side] = (run_recsys(key, args, seed, split) if side == "recsys"
-                              else run_recbole(python, key, args, seed))  # fmt: skip
+                if side == "recbole":
+                    pair[side] = run_recbole(python, key, args, seed)
+                else:
+                    pair[side] = run_recsys(key if side == "recsys" else TUNED_BPR, args, seed, split)
                 run = pair[side]
                 print(f"[{key} rep {rep + 1}/{args.repeats} seed {seed}] {side:7s}: {len(run['epochs'])} epochs, "
                       f"train {statistics.median(e['train_s'] for e in run['epochs']):.3f} s/epoch, "

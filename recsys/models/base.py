@@ -111,7 +111,6 @@ class PairModel(nn.Module):
         repeated = {key: value.repeat_interleave(n, dim=0) for key, value in user.items()}
         return self.pair_scores(repeated, item).view(len(users), n)
 
-
     def score_margins(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         """``[B, k]`` margins s(u, i) − s(u, j) of each user's positive ``positives [B]`` over its negatives
         ``negatives [B, k]`` (what pairwise objectives such as BPR need)."""
