@@ -12,8 +12,13 @@ SASRec runs RecBole's sequential protocol (leave-one-out by time: ``LS valid_and
 defaults (2 layers, 2 heads, hidden 64, max length 50, CE) and ``--budget-s``: training stops after the first epoch
 that ends past the budget, and the test uses the best checkpoint among epochs validated within it.
 
+FM runs RecBole's labeled protocol (rating >= 4 -> 1, random 8:1:1 of all interactions, AUC for early stopping)
+with its shipped defaults (embedding 10). ``--split-output`` writes the split RecBole makes for the model and seed
+(raw ids, ``user,item,part``) and exits, so the benchmark can train recsys on the same data.
+
 Usage: python _recbole_runner.py --model BPR --epochs 300 --stopping-step 10 --seed 2020 --output run.json
        python _recbole_runner.py --model SASRec --budget-s 600 --seed 2020 --output run.json
+       python _recbole_runner.py --model FM --seed 2020 --split-output split.csv
 """
 
 from __future__ import annotations
