@@ -520,8 +520,8 @@ def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> N
         runs[name] = {"model": f"FM({dim}), lr {task_args['lr']:g}, L2 {task_args['weight_decay']:g}, batch {batch_size}",
                       "fit_s": time.perf_counter() - started, "epochs": timer.epochs,
                       "best_epoch": task.best_weights_.best_epoch, "test": task.click_metrics(test)}  # fmt: skip
-    output.write_text(json.dumps({"framework": "recsys", "seed": seed, "configs": runs, "recsys_source": recsys_source(),
-                                  **runs[CLICK_CONFIGS[0]]}, indent=2))  # fmt: skip
+    output.write_text(json.dumps({"framework": "recsys", "seed": seed, "configs": runs, "recsys_source": recsys_source()},
+                                 indent=2))  # fmt: skip
 
 
 def run_click(python: Path, args: argparse.Namespace) -> list[dict[str, dict[str, Any]]]:
@@ -531,11 +531,7 @@ def run_click(python: Path, args: argparse.Namespace) -> list[dict[str, dict[str
         for rep in range(args.repeats):
             seed = args.seed + rep
             split = recbole_split(python, seed, Path(tmp) / f"split-{seed}.csv", model="FM")
-            out = Path(tmp) / f"recsys-{seed}.json"
-            cmd = [sys.executable, "-W", "ignore", str(Path(__file__).resolve()), "--worker", "fm", "--seed", str(seed),
-                   "--split", str(split), "--worker-output", str(out)] + (["--threads", str(args.threads)] if args.threads else [])
-            pair = {"recsys": _run_child(cmd, {**os.environ, "PYTHONWARNINGS": "ignore"}, os.getcwd(), out),
-                    "recbole": run_recbole(python, "fm", args, seed)}  # fmt: skip
+            pair = {"recsys": run_recsys("fm", args, seed, split), "recbole": run_recbole(python, "fm", args, seed)}
             aucs = ", ".join(f"{name} {run['test']['auc']:.4f}" for name, run in pair["recsys"]["configs"].items())
             print(f"[fm seed {seed}] test AUC: {aucs}, RecBole {pair['recbole']['test']['auc']:.4f}", flush=True)
             pairs.append(pair)
