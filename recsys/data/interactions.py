@@ -15,6 +15,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys.data.csr import binary_csr
+
 CODE_DTYPE = pl.Int64
 RESERVED = ("user", "item")
 
@@ -228,9 +230,7 @@ class Interactions:
         kept, since an `Interactions` never changes; callers must not modify it."""
         cached = self.__dict__.get("_binary_csr")
         if cached is None:
-            cached = self.to_csr()
-            cached.data[:] = 1.0
-            cached.sort_indices()
+            cached = binary_csr(self.frame["user"].to_numpy(), self.frame["item"].to_numpy(), (self.n_users, self.n_items))
             object.__setattr__(self, "_binary_csr", cached)  # a cache, not a field: frozen, equality unchanged
         return cached
 

@@ -13,6 +13,7 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
+from recsys.data.csr import binary_csr
 from recsys.data.interactions import Interactions, Vocabulary
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
 from recsys.evaluation.ranking import top_k
@@ -207,12 +208,7 @@ def _csr(parts: Sequence[pl.DataFrame], n_users: int, n_items: int) -> sp.csr_ma
     """Binary users × items CSR of the ``user, item`` rows of ``parts``; a pair listed twice counts once."""
     users = np.concatenate([p["user"].to_numpy() for p in parts])
     items = np.concatenate([p["item"].to_numpy() for p in parts])
-    # The COO → CSR conversion sums duplicates (cheaper than a polars `unique` first); the sums become 1.
-    matrix = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items))
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    matrix.sort_indices()
-    return matrix
+    return binary_csr(users, items, (n_users, n_items))
 
 
 def _hits(items: np.ndarray, scores: np.ndarray, users: np.ndarray, test: sp.csr_matrix) -> np.ndarray:
