@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import polars as pl
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
 
 from recsys.data.modules import InteractionsDataModule
@@ -88,6 +90,32 @@ class RecsysCLI(LightningCLI):
             evaluation.per_user.write_parquet(folder / "per_user.parquet")
         print(f"test: {json.dumps({k: round(v, 4) for k, v in metrics.items() if '@' not in k or k.endswith('@10')})}")
         print(f"wrote {folder}/results.json")
+
+
+class Experiment(NamedTuple):
+    """An experiment YAML built but not run: the task (its model inside), the data module and the trainer."""
+
+    task: RecommenderTask
+    data: InteractionsDataModule
+    trainer: Trainer
+
+    @property
+    def patience(self) -> int | None:
+        """The early-stopping patience of the trainer's `EarlyStopping` callback (None without one)."""
+        return next((c.patience for c in self.trainer.callbacks if isinstance(c, EarlyStopping)), None)
+
+
+def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Check and build an experiment YAML exactly as ``recsys fit`` does, without running it: for scripts that
+    train several seeds through the task's own ``fit``.
+
+    ``overrides`` are CLI arguments, e.g. ``["--model.init_args.seed", "7", "--data.seed", "7"]``.
+    """
+    cli = RecsysCLI(
+        RecommenderTask, InteractionsDataModule, subclass_mode_model=True, run=False,
+        args=["--config", str(config), *overrides], parser_kwargs={"prog": "recsys"},
+    )  # fmt: skip
+    return Experiment(cli.model, cli.datamodule, cli.trainer)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

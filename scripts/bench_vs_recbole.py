@@ -495,37 +495,45 @@ def print_table(summary: dict[str, Any], repeats: int, threads: int | None) -> N
 CLICK_REFERENCE_AUC = 0.7831  # the issue's figure for RecBole 1.2.1's FM on this protocol
 
 
-CLICK_CONFIGS = ("fm-click", "fm-click-tuned")  # experiments/ml-100k/<name>.yaml, both run on each split
+CLICK_CONFIGS = ("fm-click", "fm-click-tuned", "deepfm-click")  # experiments/ml-100k/<name>.yaml, all run on each split
+
+
+def experiment_task(name: str, seed: int) -> tuple[Any, int, str]:
+    """``(task, batch size, description)`` of ``experiments/ml-100k/<name>.yaml`` as ``recsys fit`` builds it, with
+    ``seed``."""
+    from recsys.lightning_cli import load_experiment
+
+    path = HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml"
+    task, data, _ = load_experiment(path, ["--model.init_args.seed", str(seed)])
+    options = {key: value for key, value in task.hparams.items() if key != "seed"}
+    described = ", ".join(f"{key} {value}" for key, value in {**options, "batch": data.batch_size}.items())
+    return task, data.batch_size, f"{type(task.model).__name__}({task.model.embedding_dim}): {described}"
 
 
 def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> None:
-    """recsys FM on the click-style task trained on ``split``, once with the settings of each of `CLICK_CONFIGS`."""
+    """recsys on the click-style task trained on ``split``, once with the settings of each of `CLICK_CONFIGS`."""
     import torch
 
     import recsys
-    from recsys.models import FM
-    from recsys.tasks import ClickTask
 
     if threads:
         torch.set_num_threads(threads)
     train, valid, test = split_from_file(recsys.datasets.load("ml-100k"), split)
     runs = {}
     for name in CLICK_CONFIGS:
-        task_args, model_args, batch_size = experiment_settings(name)
-        dim = model_args["embedding_dim"]
+        task, batch_size, described = experiment_task(name, seed)
         timer = EpochTimer(metric="val/auc")
-        task = ClickTask(FM(dim), lr=task_args["lr"], weight_decay=task_args["weight_decay"], seed=seed)
         started = time.perf_counter()
         task.fit(train, valid, max_epochs=300, patience=10, batch_size=batch_size, label_threshold=4.0, callbacks=[timer])
-        runs[name] = {"model": f"FM({dim}), lr {task_args['lr']:g}, L2 {task_args['weight_decay']:g}, batch {batch_size}",
-                      "fit_s": time.perf_counter() - started, "epochs": timer.epochs,
+        runs[name] = {"model": described, "fit_s": time.perf_counter() - started, "epochs": timer.epochs,
                       "best_epoch": task.best_weights_.best_epoch, "test": task.click_metrics(test)}  # fmt: skip
     output.write_text(json.dumps({"framework": "recsys", "seed": seed, "configs": runs, "recsys_source": recsys_source()},
                                  indent=2))  # fmt: skip
 
 
 def run_click(python: Path, args: argparse.Namespace) -> list[dict[str, dict[str, Any]]]:
-    """Per seed: RecBole's labeled split, then RecBole's FM (shipped defaults) and recsys' FM on that split."""
+    """Per seed: RecBole's labeled split, then RecBole's FM (shipped defaults) and each of recsys' `CLICK_CONFIGS`
+    on that split."""
     pairs = []
     with tempfile.TemporaryDirectory(prefix="click-") as tmp:
         for rep in range(args.repeats):
@@ -559,7 +567,7 @@ def summarise_click(pairs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
 def print_click(summary: dict[str, Any]) -> None:
     sides = summary["sides"]
     title = ("Click-style task (rating >= 4 -> 1, RecBole's random 8:1:1 labeled split of each seed, both sides on the "
-             "same split): recsys FM vs RecBole 1.2.1's FM (shipped defaults: embedding 10)")
+             "same split): recsys FM / DeepFM vs RecBole 1.2.1's FM (shipped defaults: embedding 10)")
     lines = [title, "", f"{'':16s}" + "".join(f"{name:>16s}" for name in sides)]
     for i, seed in enumerate(summary["seeds"]):
         lines.append(f"{'AUC seed ' + str(seed):16s}" + "".join(f"{s['test_auc'][i]:>16.4f}" for s in sides.values()))

@@ -1,4 +1,5 @@
-"""The benchmark scripts' own data handling: reading another framework's split back into `Interactions`."""
+"""The benchmark scripts' own data handling (reading another framework's split back into `Interactions`) and the
+experiment configs they race."""
 
 from __future__ import annotations
 
@@ -50,3 +51,16 @@ def test_split_from_file_refuses_a_split_that_misses_interactions(bench, data, t
     path.write_text("\n".join(lines[:-1]) + "\n")  # drop the last interaction
     with pytest.raises(SystemExit, match="split.csv"):
         bench.split_from_file(data, path)
+
+
+def test_click_configs_build_the_task_and_model_their_yaml_names(bench):
+    from recsys.models import FM, DeepFM
+    from recsys.tasks import ClickTask
+
+    for name in bench.CLICK_CONFIGS:
+        task, batch_size, described = bench.experiment_task(name, seed=7)
+        task_args, model_args, yaml_batch = bench.experiment_settings(name)
+        assert isinstance(task, ClickTask) and batch_size == yaml_batch
+        assert type(task.model) is (DeepFM if name.startswith("deepfm") else FM)
+        assert task.model.embedding_dim == model_args["embedding_dim"] and task.hparams.lr == task_args["lr"]
+        assert task.hparams.seed == 7 and described.startswith(type(task.model).__name__)

@@ -95,3 +95,17 @@ def test_test_and_predict_on_a_checkpoint(config, tmp_path) -> None:
     main(["predict", "--config", str(config), "--ckpt_path", str(last)])
     recs = pl.read_parquet(tmp_path / "runs" / "tiny" / "version_2" / "recommendations.parquet")
     assert recs.columns == ["user", "item", "score", "rank"] and recs["user"].n_unique() == 50
+
+
+def test_load_experiment_builds_what_fit_would_without_running(config, tmp_path) -> None:
+    from recsys.lightning_cli import load_experiment
+    from recsys.models import MF
+    from recsys.tasks import BPRTask
+
+    task, data, trainer = load_experiment(config, ["--model.init_args.seed", "11", "--model.init_args.model.init_args.embedding_dim", "4"])
+    assert isinstance(task, BPRTask) and isinstance(task.model, MF) and task.model.embedding_dim == 4
+    assert task.hparams.seed == 11 and task.hparams.lr == 0.01 and (data.batch_size, data.protocol) == (64, "user-811")
+    assert trainer.max_epochs == 4 and load_experiment(config).patience is None  # the config has no EarlyStopping
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+    with pytest.raises(SystemExit):
+        load_experiment(config, ["--model.init_args.learning_rate", "0.1"])
