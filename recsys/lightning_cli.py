@@ -9,6 +9,7 @@ Every key of a YAML config is checked against the typed constructors (a typo fai
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -111,10 +112,12 @@ def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experi
 
     ``overrides`` are CLI arguments, e.g. ``["--model.init_args.seed", "7", "--data.seed", "7"]``.
     """
-    cli = RecsysCLI(
-        RecommenderTask, InteractionsDataModule, subclass_mode_model=True, run=False,
-        args=["--config", str(config), *overrides], parser_kwargs={"prog": "recsys"},
-    )  # fmt: skip
+    with warnings.catch_warnings():  # `args` replaces the calling script's own command line, as intended here
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = RecsysCLI(
+            RecommenderTask, InteractionsDataModule, subclass_mode_model=True, run=False,
+            args=["--config", str(config), *overrides], parser_kwargs={"prog": "recsys"},
+        )  # fmt: skip
     return Experiment(cli.model, cli.datamodule, cli.trainer)
 
 

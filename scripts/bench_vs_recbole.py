@@ -495,7 +495,7 @@ def print_table(summary: dict[str, Any], repeats: int, threads: int | None) -> N
 CLICK_REFERENCE_AUC = 0.7831  # the issue's figure for RecBole 1.2.1's FM on this protocol
 
 
-CLICK_CONFIGS = ("fm-click", "fm-click-tuned", "deepfm-click")  # experiments/ml-100k/<name>.yaml, all run on each split
+CLICK_CONFIGS = ("fm-click", "fm-click-tuned", "deepfm-click", "deepfm-click-tuned")  # experiments/ml-100k/<name>.yaml
 
 
 def experiment_task(name: str, seed: int) -> tuple[Any, int, str]:
@@ -568,12 +568,12 @@ def print_click(summary: dict[str, Any]) -> None:
     sides = summary["sides"]
     title = ("Click-style task (rating >= 4 -> 1, RecBole's random 8:1:1 labeled split of each seed, both sides on the "
              "same split): recsys FM / DeepFM vs RecBole 1.2.1's FM (shipped defaults: embedding 10)")
-    lines = [title, "", f"{'':16s}" + "".join(f"{name:>16s}" for name in sides)]
+    lines = [title, "", f"{'':16s}" + "".join(f"{name:>20s}" for name in sides)]
     for i, seed in enumerate(summary["seeds"]):
-        lines.append(f"{'AUC seed ' + str(seed):16s}" + "".join(f"{s['test_auc'][i]:>16.4f}" for s in sides.values()))
+        lines.append(f"{'AUC seed ' + str(seed):16s}" + "".join(f"{s['test_auc'][i]:>20.4f}" for s in sides.values()))
     for label, key, spec in (("mean AUC", "mean_test_auc", ".4f"), ("mean log loss", "mean_test_logloss", ".4f"),
                              ("train s / epoch", "train_s_per_epoch", ".3f")):  # fmt: skip
-        lines.append(f"{label:16s}" + "".join(f"{format(s[key], spec):>16s}" for s in sides.values()))
+        lines.append(f"{label:16s}" + "".join(f"{format(s[key], spec):>20s}" for s in sides.values()))
     lines += [""] + [f"{name}: {'met' if ok else 'MISSED'}" for name, ok in summary["targets"].items()]
     print("\n".join(lines), flush=True)
 
@@ -753,6 +753,8 @@ def main() -> None:
     if args.quick:
         args.repeats, args.epochs, args.patience = 1, 5, 2
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    if args.from_json and set(keys) & {"sasrec", "fm"}:
+        parser.error("--from-json re-summarises --models bpr,neumf runs only")
     if keys == ["sasrec"]:
         python = ensure_recbole_venv(args.recbole_venv.expanduser(), args.python)
         runs = run_sasrec_race(python, args)
