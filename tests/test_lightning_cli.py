@@ -109,3 +109,20 @@ def test_load_experiment_builds_what_fit_would_without_running(config, tmp_path)
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
     with pytest.raises(SystemExit):
         load_experiment(config, ["--model.init_args.learning_rate", "0.1"])
+
+
+EXPERIMENT_CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*/*.yaml")
+                            if "\ntrainer:" in "\n" + p.read_text())  # fmt: skip
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_experiment_config_builds(path: Path) -> None:
+    from recsys.lightning_cli import load_experiment
+
+    import yaml
+
+    config = yaml.safe_load(path.read_text())
+    task, data, _ = load_experiment(path)
+    assert type(task).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
+    assert type(task.model).__name__ == config["model"]["init_args"]["model"]["class_path"].rsplit(".", 1)[1]
+    assert (data.dataset, data.protocol) == (config["data"]["dataset"], config["data"]["protocol"])
