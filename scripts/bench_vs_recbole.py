@@ -260,13 +260,16 @@ def split_from_file(data: Any, path: Path) -> tuple[Any, Any, Any]:
 TUNED_BPR = "mf-bpr-tuned"  # experiments/ml-100k/mf-bpr-tuned.yaml, raced against RecBole's BPR besides MF-BPR
 
 
-def experiment_settings(name: str) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """``(task init_args, model init_args, batch size)`` of ``experiments/ml-100k/<name>.yaml``."""
-    import yaml
+def experiment_task(name: str, seed: int) -> tuple[Any, int, str]:
+    """``(task, batch size, description)`` of ``experiments/ml-100k/<name>.yaml`` as ``recsys fit`` builds it, with
+    ``seed``."""
+    from recsys.lightning_cli import load_experiment
 
-    config = yaml.safe_load((HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml").read_text())
-    task_args = config["model"]["init_args"]
-    return task_args, task_args["model"]["init_args"], config["data"]["batch_size"]
+    path = HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml"
+    task, data, _ = load_experiment(path, ["--model.init_args.seed", str(seed)])
+    options = {key: value for key, value in task.hparams.items() if key != "seed"}
+    described = ", ".join(f"{key} {value}" for key, value in {**options, "batch": data.batch_size}.items())
+    return task, data.batch_size, f"{type(task.model).__name__}({task.model.embedding_dim}): {described}"
 
 
 def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path, threads: int | None,
@@ -292,9 +295,7 @@ def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path,
     if key == "bpr":
         task = BPRTask(MF(64), lr=1e-3, seed=seed)
     elif key == TUNED_BPR:  # the tuned config's hyper-parameters (its own dim, negatives, lr, L2 and batch)
-        task_args, model_args, batch_size = experiment_settings(TUNED_BPR)
-        task = BPRTask(MF(model_args["embedding_dim"]), lr=task_args["lr"], negatives=task_args["negatives"],
-                       weight_decay=task_args["weight_decay"], seed=seed)  # fmt: skip
+        task, batch_size, _ = experiment_task(TUNED_BPR, seed)
     else:
         task = BCETask(NeuMF(), lr=1e-3, negatives=1, seed=seed)
     assert task.eval_batch_size >= train.n_users, "validation must score all users in one chunk, as RecBole's does"
@@ -496,18 +497,6 @@ CLICK_REFERENCE_AUC = 0.7831  # the issue's figure for RecBole 1.2.1's FM on thi
 
 
 CLICK_CONFIGS = ("fm-click", "fm-click-tuned", "deepfm-click", "deepfm-click-tuned")  # experiments/ml-100k/<name>.yaml
-
-
-def experiment_task(name: str, seed: int) -> tuple[Any, int, str]:
-    """``(task, batch size, description)`` of ``experiments/ml-100k/<name>.yaml`` as ``recsys fit`` builds it, with
-    ``seed``."""
-    from recsys.lightning_cli import load_experiment
-
-    path = HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml"
-    task, data, _ = load_experiment(path, ["--model.init_args.seed", str(seed)])
-    options = {key: value for key, value in task.hparams.items() if key != "seed"}
-    described = ", ".join(f"{key} {value}" for key, value in {**options, "batch": data.batch_size}.items())
-    return task, data.batch_size, f"{type(task.model).__name__}({task.model.embedding_dim}): {described}"
 
 
 def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from recsys.data.interactions import Interactions
 
@@ -59,8 +60,9 @@ def test_click_configs_build_the_task_and_model_their_yaml_names(bench):
 
     for name in bench.CLICK_CONFIGS:
         task, batch_size, described = bench.experiment_task(name, seed=7)
-        task_args, model_args, yaml_batch = bench.experiment_settings(name)
-        assert isinstance(task, ClickTask) and batch_size == yaml_batch
+        config = yaml.safe_load((SCRIPT.parents[1] / "experiments" / "ml-100k" / f"{name}.yaml").read_text())
+        task_args, model_args = config["model"]["init_args"], config["model"]["init_args"]["model"]["init_args"]
+        assert isinstance(task, ClickTask) and batch_size == config["data"]["batch_size"]
         assert type(task.model) is (DeepFM if name.startswith("deepfm") else FM)
         assert task.model.embedding_dim == model_args["embedding_dim"] and task.hparams.lr == task_args["lr"]
         assert task.hparams.seed == 7 and described.startswith(type(task.model).__name__)
