@@ -42,7 +42,8 @@ def reference(name: str) -> tuple[str, float]:
 def run(name: str, seed: int, data: recsys.Interactions) -> dict:
     """Fit ``experiments/ml-100k/<name>.yaml`` with ``seed`` (model and split) and test its best epoch."""
     started = time.perf_counter()
-    task, module, trainer = experiment = load_experiment(EXPERIMENTS / f"{name}.yaml", ["--model.init_args.seed", str(seed)])
+    experiment = load_experiment(EXPERIMENTS / f"{name}.yaml", ["--model.init_args.seed", str(seed)])
+    task, module, trainer = experiment
     train, valid, test = split(data, module.protocol, seed=seed)
     options = {"label_threshold": module.label_threshold} if isinstance(task, ClickTask) else {}
     task.fit(train, valid, max_epochs=trainer.max_epochs, patience=experiment.patience or trainer.max_epochs,

@@ -153,9 +153,8 @@ def init_as_authors(model: MF) -> None:
             table = model.embeddings.local_weight(side)  # [rows, dim + 1]: factors, then the bias column
             if table is None:
                 raise ValueError("init_as_authors needs unsharded tables")
-            rows, dim = table.shape[0], model.embedding_dim
-            limit = math.sqrt(6.0 / (rows + dim))  # tf.contrib.layers.xavier_initializer (uniform) on [rows, dim]
-            table[:, :dim].uniform_(-limit, limit)
+            dim = model.embedding_dim
+            torch.nn.init.xavier_uniform_(table[:, :dim])  # ±√(6 / (rows + dim)), as TF's xavier_initializer()
             table[:, dim].normal_(0.0, 0.01)
         model.global_bias.fill_(1e-3)
 
