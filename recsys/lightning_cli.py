@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import polars as pl
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
 
+from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.tasks.base import RecommenderTask
 
@@ -104,6 +105,17 @@ class Experiment(NamedTuple):
     def patience(self) -> int | None:
         """The early-stopping patience of the trainer's `EarlyStopping` callback (None without one)."""
         return next((c.patience for c in self.trainer.callbacks if isinstance(c, EarlyStopping)), None)
+
+    def fit(self, train: Interactions, valid: Interactions | None = None, **overrides: Any) -> RecommenderTask:
+        """Train the task through its own ``fit`` with the YAML's epochs, early-stopping patience, batch size,
+        batches per step and label threshold; ``overrides`` replace any of them or add ``fit`` arguments
+        (``callbacks=[...]``)."""
+        settings = {
+            "max_epochs": self.trainer.max_epochs, "patience": self.patience or self.trainer.max_epochs,
+            "batch_size": self.data.batch_size, "batches_per_step": self.data.batches_per_step,
+            "label_threshold": self.data.label_threshold,
+        }  # fmt: skip
+        return self.task.fit(train, valid, **{**settings, **overrides})
 
 
 def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experiment:

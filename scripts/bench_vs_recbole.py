@@ -260,16 +260,16 @@ def split_from_file(data: Any, path: Path) -> tuple[Any, Any, Any]:
 TUNED_BPR = "mf-bpr-tuned"  # experiments/ml-100k/mf-bpr-tuned.yaml, raced against RecBole's BPR besides MF-BPR
 
 
-def experiment_task(name: str, seed: int) -> tuple[Any, int, str]:
-    """``(task, batch size, description)`` of ``experiments/ml-100k/<name>.yaml`` as ``recsys fit`` builds it, with
-    ``seed``."""
+def experiment_task(name: str, seed: int) -> tuple[Any, str]:
+    """``(experiment, description)`` of ``experiments/ml-100k/<name>.yaml`` as ``recsys fit`` builds it (a
+    `recsys.lightning_cli.Experiment`), with ``seed``."""
     from recsys.lightning_cli import load_experiment
 
-    path = HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml"
-    task, data, _ = load_experiment(path, ["--model.init_args.seed", str(seed)])
+    experiment = load_experiment(HERE.parent / "experiments" / "ml-100k" / f"{name}.yaml", ["--model.init_args.seed", str(seed)])
+    task = experiment.task
     options = {key: value for key, value in task.hparams.items() if key != "seed"}
-    described = ", ".join(f"{key} {value}" for key, value in {**options, "batch": data.batch_size}.items())
-    return task, data.batch_size, f"{type(task.model).__name__}({task.model.embedding_dim}): {described}"
+    described = ", ".join(f"{key} {value}" for key, value in {**options, "batch": experiment.data.batch_size}.items())
+    return experiment, f"{type(task.model).__name__}({task.model.embedding_dim}): {described}"
 
 
 def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path, threads: int | None,
@@ -295,7 +295,8 @@ def recsys_worker(key: str, seed: int, epochs: int, patience: int, output: Path,
     if key == "bpr":
         task = BPRTask(MF(64), lr=1e-3, seed=seed)
     elif key == TUNED_BPR:  # the tuned config's hyper-parameters (its own dim, negatives, lr, L2 and batch)
-        task, batch_size, _ = experiment_task(TUNED_BPR, seed)
+        experiment, _ = experiment_task(TUNED_BPR, seed)
+        task, batch_size = experiment.task, experiment.data.batch_size
     else:
         task = BCETask(NeuMF(), lr=1e-3, negatives=1, seed=seed)
     assert task.eval_batch_size >= train.n_users, "validation must score all users in one chunk, as RecBole's does"
@@ -510,10 +511,10 @@ def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> N
     train, valid, test = split_from_file(recsys.datasets.load("ml-100k"), split)
     runs = {}
     for name in CLICK_CONFIGS:
-        task, batch_size, described = experiment_task(name, seed)
+        experiment, described = experiment_task(name, seed)
         timer = EpochTimer(metric="val/auc")
         started = time.perf_counter()
-        task.fit(train, valid, max_epochs=300, patience=10, batch_size=batch_size, label_threshold=4.0, callbacks=[timer])
+        task = experiment.fit(train, valid, callbacks=[timer])  # the YAML's epochs, patience, batch and threshold
         runs[name] = {"model": described, "fit_s": time.perf_counter() - started, "epochs": timer.epochs,
                       "best_epoch": task.best_weights_.best_epoch, "test": task.click_metrics(test)}  # fmt: skip
     output.write_text(json.dumps({"framework": "recsys", "seed": seed, "configs": runs, "recsys_source": recsys_source()},

@@ -43,11 +43,9 @@ def run(name: str, seed: int, data: recsys.Interactions) -> dict:
     """Fit ``experiments/ml-100k/<name>.yaml`` with ``seed`` (model and split) and test its best epoch."""
     started = time.perf_counter()
     experiment = load_experiment(EXPERIMENTS / f"{name}.yaml", ["--model.init_args.seed", str(seed)])
-    task, module, trainer = experiment
+    task, module = experiment.task, experiment.data
     train, valid, test = split(data, module.protocol, seed=seed)
-    options = {"label_threshold": module.label_threshold} if isinstance(task, ClickTask) else {}
-    task.fit(train, valid, max_epochs=trainer.max_epochs, patience=experiment.patience or trainer.max_epochs,
-             batch_size=module.batch_size, **options)  # fmt: skip
+    experiment.fit(train, valid)
     if isinstance(task, ClickTask):
         metrics = task.click_metrics(test)
     else:

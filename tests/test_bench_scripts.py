@@ -59,7 +59,8 @@ def test_click_configs_build_the_task_and_model_their_yaml_names(bench):
     from recsys.tasks import ClickTask
 
     for name in bench.CLICK_CONFIGS:
-        task, batch_size, described = bench.experiment_task(name, seed=7)
+        experiment, described = bench.experiment_task(name, seed=7)
+        task, batch_size = experiment.task, experiment.data.batch_size
         config = yaml.safe_load((SCRIPT.parents[1] / "experiments" / "ml-100k" / f"{name}.yaml").read_text())
         task_args, model_args = config["model"]["init_args"], config["model"]["init_args"]["model"]["init_args"]
         assert isinstance(task, ClickTask) and batch_size == config["data"]["batch_size"]

@@ -111,6 +111,18 @@ def test_load_experiment_builds_what_fit_would_without_running(config, tmp_path)
         load_experiment(config, ["--model.init_args.learning_rate", "0.1"])
 
 
+
+def test_experiment_fit_trains_with_the_yaml_settings(config) -> None:
+    from recsys.lightning_cli import load_experiment
+
+    experiment = load_experiment(config)
+    experiment.data.setup()
+    task = experiment.fit(experiment.data.train, experiment.data.valid)
+    assert task is experiment.task and task.epochs_trained_ == 4  # max_epochs 4, no EarlyStopping in the YAML
+    again = load_experiment(config).fit(experiment.data.train, experiment.data.valid, max_epochs=2)
+    assert again.epochs_trained_ == 2  # an override wins over the YAML
+
+
 EXPERIMENT_CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*/*.yaml")
                             if "\ntrainer:" in "\n" + p.read_text())  # fmt: skip
 
