@@ -705,6 +705,17 @@ def print_sasrec(summary: dict[str, Any], budget_s: float, threads: int | None) 
 
 
 # ---------------------------------------------------------------------------------------------- main
+def machine() -> dict[str, Any]:
+    """Platform, CPU count and load average at the end of the runs (how contended the timings were)."""
+    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None}  # fmt: skip
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -752,11 +763,9 @@ def main() -> None:
         result = {"settings": {"model": "sasrec", "seed": args.seed, "budget_s": args.budget_s, "threads": args.threads,
                                "split": "leave-one-out by time, full ranking", "hidden": 64, "layers": 2, "heads": 2,
                                "max_len": 50, "loss": "CE"},
-                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                              "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+                  "machine": machine(),
                   "summary": summary, "runs": runs}  # fmt: skip
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2))
+        write_json(args.output, result)
         print_sasrec(summary, args.budget_s, args.threads)
         print(f"\nwrote {args.output}")
         return
@@ -767,11 +776,9 @@ def main() -> None:
         result = {"settings": {"model": "fm", "seeds": summary["seeds"], "threads": args.threads,
                                "split": "RecBole RS 8:1:1 labeled (rating >= 4 -> 1), the same on both sides",
                                "reference_auc": CLICK_REFERENCE_AUC},
-                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                              "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+                  "machine": machine(),
                   "summary": summary, "runs": pairs}  # fmt: skip
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2))
+        write_json(args.output, result)
         print_click(summary)
         print(f"\nwrote {args.output}")
         return
@@ -824,8 +831,7 @@ def main() -> None:
                      "same_split": not args.own_split,
                      "embedding_dim": 64, "train_batch_size": 2048, "lr": 1e-3, "negatives": 1},  # fmt: skip
         "targets": TARGETS,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},  # fmt: skip
+        "machine": machine(),
         "recbole_venv": {"path": str(args.recbole_venv.expanduser()), "torch": TORCH_SPEC, "recbole": RECBOLE_SPEC,
                          "deps": RECBOLE_DEPS},  # fmt: skip
         "recsys_source": recsys_source(),
@@ -836,8 +842,7 @@ def main() -> None:
     sources = {p["recsys"]["recsys_source"]["source_sha256"] for pairs in runs.values() for p in pairs}
     sources.add(result["recsys_source"]["source_sha256"])
     result["recsys_source"]["consistent"] = len(sources) == 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
+    write_json(args.output, result)
     if len(sources) > 1:
         print(f"\nWARNING: recsys's source changed during the benchmark ({len(sources)} versions); rerun", flush=True)
     print()
