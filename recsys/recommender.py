@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.interactions import Interactions
+from recsys.ranking import top_k
 
 
 class NotFittedError(RuntimeError):
@@ -77,9 +78,9 @@ class Recommender(ABC):
         """Top-``k`` items for raw user ids (all training users when ``None``).
 
         Returns a frame ``user, item, score, rank`` in raw ids, ``k`` rows per user (fewer only when the
-        user has fewer unseen items), ranks starting at 1.
+        user has fewer unseen items), ranks starting at 1, ties by item code: the evaluator's lists.
         """
-        from recsys.evaluation.ranking import top_k
+        from recsys.ranking import top_k
 
         train = self.train_data
         if users is None:
@@ -87,7 +88,9 @@ class Recommender(ABC):
         else:
             codes = train.users.encode(pl.Series("user", list(users)), what="user").to_numpy()
         exclude = self.seen() if exclude_seen else None
-        items, scores = top_k(self.score, codes, min(k, train.n_items), exclude=exclude, batch_size=batch_size)
+        items, scores = top_k(
+            self.score, codes, min(k, train.n_items), exclude=exclude, batch_size=batch_size, labels=train.users.decode
+        )
         shown = np.isfinite(scores).ravel()  # excluded slots of users with fewer than k rankable items
         rows = np.repeat(np.arange(len(codes)), items.shape[1])[shown]
         ranks = np.tile(np.arange(1, items.shape[1] + 1), len(codes))[shown]

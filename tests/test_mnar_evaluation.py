@@ -116,10 +116,20 @@ def test_study_ranking_metrics_by_hand_with_the_rank_two_quirk() -> None:
     scores = np.array([[0.9, 0.8, 0.1, 0.5, -1.0]])
     relevant = np.array([[True, True, False, False, False]])
     valid = np.array([[True, True, True, True, False]])
-    out = ranking_metrics(scores, relevant, valid, ks=(1, 2, 3))
+    items = np.array([[3, 8, 1, 5, 0]])
+    out = ranking_metrics(scores, items, relevant, valid, ks=(1, 2, 3))
     assert out["dcg@2"] == pytest.approx((1 + L3) / 2)  # standard: rank 2 discounted by 1/log2(3)
     assert out["dcg_repo@2"] == pytest.approx((1 + 1) / 2)  # authors' code: rank 2 weighs 1
     assert out["recall@1"] == pytest.approx(0.5) and out["map@2"] == pytest.approx(1.0)
-    swapped = ranking_metrics(np.array([[0.9, 0.6, 0.8, 0.5, 2.0]]), relevant, valid, ks=(3,))  # hits at 1 and 3
+    swapped = ranking_metrics(np.array([[0.9, 0.6, 0.8, 0.5, 2.0]]), items, relevant, valid, ks=(3,))  # hits at 1 and 3
     assert swapped["map@3"] == pytest.approx((1 + 2 / 3) / 2)
     assert swapped["dcg@3"] == pytest.approx((1 + 0.5) / 2) and swapped["dcg_repo@3"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+
+
+def test_study_ranking_breaks_ties_by_item_code_not_by_list_position() -> None:
+    # positives listed first used to win every tie; now the lower item code does, as in the evaluator
+    scores = np.array([[0.5, 0.5]])
+    relevant = np.array([[True, False]])
+    valid = np.array([[True, True]])
+    assert ranking_metrics(scores, np.array([[7, 2]]), relevant, valid, ks=(1,))["recall@1"] == 0.0
+    assert ranking_metrics(scores, np.array([[2, 7]]), relevant, valid, ks=(1,))["recall@1"] == 1.0

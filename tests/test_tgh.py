@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 import torch
 
-from recsys.baselines.tgh import TGH, assemble, edge_bonus, hop_rings, transition_counts
+from recsys.baselines.tgh import TGH, assemble
+from recsys.data.graph import edge_bonus, hop_rings, transition_counts
 from recsys.data.interactions import Interactions
 from recsys.testing import RecommenderContract
 
@@ -204,15 +205,3 @@ def test_tgh_lists_every_ml100k_user_in_under_two_seconds(ml100k) -> None:
         started = time.perf_counter()
         model.score(torch.arange(train.n_users))
         assert time.perf_counter() - started < 2.0
-
-
-def test_top_k_equals_a_stable_sort_with_ties_and_missing_entries() -> None:
-    from recsys.baselines.tgh import top_k
-
-    rng = np.random.default_rng(0)
-    scores = rng.integers(0, 4, size=(200, 30)).astype(np.float64)  # many ties
-    scores[rng.random(scores.shape) < 0.5] = -np.inf
-    expected = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-    got = top_k(scores, 5)
-    finite = np.isfinite(np.take_along_axis(scores, expected, axis=1))
-    np.testing.assert_array_equal(np.where(finite, got, -1), np.where(finite, expected, -1))

@@ -24,54 +24,14 @@ import random
 from typing import Literal, Self, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
+from recsys.data.graph import edge_bonus, hop_rings, transition_counts
 from recsys.data.interactions import Interactions
+from recsys.ranking import top_k_block
 from recsys.sequential import SequentialRecommender
 
 DEFAULT_BUDGETS = {"tgh-1": ((7, 2, 1), ()), "tgh-2": ((5, 1), (3, 1))}
-
-
-def transition_counts(a: np.ndarray, b: np.ndarray, n_items: int) -> sp.csr_matrix:
-    """``[N, N]`` CSR of transition counts ``c(a→b)`` (duplicates summed)."""
-    counts = sp.csr_matrix((np.ones(len(a), dtype=np.float32), (a, b)), shape=(n_items, n_items))
-    counts.sum_duplicates()
-    counts.sort_indices()
-    return counts
-
-
-def hop_rings(adjacency: sp.csr_matrix, depth: int) -> list[sp.csr_matrix]:
-    """``rings[h][s, j] = 1`` iff j is at shortest directed distance exactly ``h + 1`` from s (``depth`` rings).
-
-    Ring 1 is the out-neighbourhood (a self-loop puts s in its own ring 1, as in the authors' code); later rings
-    remove s and every earlier ring.
-    """
-    binary = adjacency.copy().astype(np.float32)
-    binary.data[:] = 1.0
-    rings = [binary]
-    visited = _binary(sp.eye(binary.shape[0], format="csr", dtype=np.float32) + binary)
-    for _ in range(1, depth):
-        reach = _binary(rings[-1] @ binary)
-        ring = _binary(reach - reach.multiply(visited))
-        rings.append(ring)
-        visited = _binary(visited + ring)
-    return rings
-
-
-def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
-    out = sp.csr_matrix(matrix)
-    out.eliminate_zeros()
-    out.data[:] = 1.0
-    return out
-
-
-def edge_bonus(counts: sp.csr_matrix) -> sp.csr_matrix:
-    """``log(1 + c(s→j)) / max_k log(1 + c(s→k))`` per row (rows without edges stay empty)."""
-    logs = counts.copy()
-    logs.data = np.log1p(logs.data)
-    row_max = np.asarray(logs.max(axis=1).todense()).ravel()
-    return (sp.diags(1.0 / np.where(row_max == 0, 1.0, row_max)) @ logs).tocsr()
 
 
 def assemble(
@@ -103,24 +63,6 @@ def assemble(
         result += padding
         used.update(padding)
     return result[:total]
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """``[B, k]`` column indices of each row's ``k`` largest ``scores`` ``[B, N]``, ties by ascending index.
-
-    ``argpartition`` + a sort of the ``k`` picks; rows with a finite tie across the k-th place (rare) fall back to a
-    stable full sort, so the result equals ``argsort(-scores, kind="stable")[:, :k]`` at a fraction of its cost.
-    """
-    k = min(k, scores.shape[1])
-    picks = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    values = np.take_along_axis(scores, picks, axis=1)
-    order = np.lexsort((picks, -values), axis=-1)
-    top = np.take_along_axis(picks, order, axis=1)
-    kth = values.min(axis=1, keepdims=True)
-    tied = (np.isfinite(scores) & (scores >= kth)).sum(axis=1) > k
-    if tied.any():
-        top[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
-    return top
 
 
 class TGH(SequentialRecommender):
@@ -238,7 +180,7 @@ class TGH(SequentialRecommender):
             inside = self.rings_[h][src].toarray().astype(bool) & has_source[:, None] & ~blocked
             scores = similarity + (self.alpha * self.bonus_[src].toarray() if h == 0 else 0.0)
             scores = np.where(inside, scores, -np.inf)
-            order = top_k(scores, k)
+            order = top_k_block(torch.from_numpy(scores), min(k, scores.shape[1]))[1].numpy()
             top = np.take_along_axis(scores, order, axis=1)
             picks.append(np.where(np.isfinite(top), order, -1))
         return picks

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recsys.baselines.tgh import hop_rings, transition_counts
+from recsys.data.graph import hop_rings, transition_counts
 from recsys.data.interactions import Interactions
 from recsys.data.sequences import Sequences, first_targets
 from recsys.evaluation.evaluator import evaluate

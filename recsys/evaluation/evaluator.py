@@ -16,7 +16,7 @@ import torch
 from recsys.data.csr import binary_csr
 from recsys.data.interactions import Interactions, Vocabulary
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
-from recsys.evaluation.ranking import top_k
+from recsys.ranking import top_k
 from recsys.recommender import Recommender
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _evaluate_model(
         candidates = _sample_candidates(test_csr, exclude_csr, users, sampling, popularity)
     items, scores = top_k(
         model.score, users, min(ks[-1], train.n_items), exclude=exclude_csr, candidates=candidates,
-        batch_size=batch_size, progress=progress,
+        batch_size=batch_size, progress=progress, labels=train.users.decode,
     )  # fmt: skip
     hits = _hits(items, scores, users, test_csr)
     return users, train.users, items, scores, hits, n_rel[users], popularity, skipped, unknown_items

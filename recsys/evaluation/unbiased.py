@@ -31,6 +31,7 @@ import polars as pl
 import torch
 
 from recsys.data.interactions import Interactions
+from recsys.ranking import rank_candidates
 from recsys.recommender import Recommender
 
 if TYPE_CHECKING:
@@ -184,6 +185,6 @@ def _mar_summary(model: Recommender, frame: pl.DataFrame, ks, threshold: float, 
         np.take_along_axis(model.score(torch.from_numpy(users[s : s + batch_size])).numpy(), items[s : s + batch_size], axis=1)
         for s in range(0, len(users), batch_size)
     ])  # fmt: skip
-    order = np.argsort(-np.where(valid, scores, -np.inf), axis=1, kind="stable")
+    order = rank_candidates(scores, items, valid)
     per_user = mar_metrics(np.take_along_axis(relevance, order, 1), np.take_along_axis(valid, order, 1), ks)
     return {**{name: float(v.mean()) for name, v in per_user.items()}, "users": float(len(users))}

@@ -30,6 +30,7 @@ from recsys.data.features import FeatureSpace, Field
 from recsys.data.semisynthetic import SemiSynthetic
 from recsys.mnar.estimators import estimator_loss, local_losses, pair_weights
 from recsys.models.mf import MF
+from recsys.ranking import rank_candidates
 
 StudyEstimator = Literal["oracle", "naive", "unbiased", "clipped"]
 STUDY_ESTIMATORS: tuple[str, ...] = ("oracle", "naive", "unbiased", "clipped")
@@ -230,16 +231,18 @@ def ranking_candidates(data: SemiSynthetic, negatives: int, seed: int) -> tuple[
     return users, items, np.stack([relevant, valid])
 
 
-def ranking_metrics(scores: np.ndarray, relevant: np.ndarray, valid: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
-    """Mean over users of DCG, Recall and MAP at each K of candidate lists (``[U, C]`` arrays).
+def ranking_metrics(
+    scores: np.ndarray, items: np.ndarray, relevant: np.ndarray, valid: np.ndarray, ks: tuple[int, ...]
+) -> dict[str, float]:
+    """Mean over users of DCG, Recall and MAP at each K of candidate lists (``[U, C]`` arrays; ``items`` are the
+    candidates' codes, which break ties as everywhere in recsys).
 
     - ``dcg@K``: Σ_{r ≤ K} rel_r / log2(r + 1) divided by the user's number of positives (standard discount).
     - ``dcg_repo@K``: the authors' code, rel_1 + Σ_{r=2..K} rel_r / log2(r) over the same divisor: rank 2
       weighs 1 instead of 1/log2(3) (their rank-2 quirk), kept to compare with their figure.
     - ``recall@K``: hits in the top K / positives; ``map@K``: Σ over hits at r ≤ K of precision@r / positives.
     """
-    masked = np.where(valid, scores, -np.inf)
-    order = np.argsort(-masked, axis=1, kind="stable")
+    order = rank_candidates(scores, items, valid)
     rel = np.take_along_axis(relevant & valid, order, axis=1).astype(np.float64)  # [U, C] by rank
     n_pos = relevant.sum(axis=1).astype(np.float64)
     ranks = np.arange(1, rel.shape[1] + 1, dtype=np.float64)
@@ -262,7 +265,7 @@ def evaluate_ranking(model: MF, users: np.ndarray, items: np.ndarray, flags: np.
         scores = model.all_scores(
             model.encode("user", torch.from_numpy(users)), model.encode("item", torch.arange(n_items))
         ).numpy()  # [U_eval, I]
-    return ranking_metrics(np.take_along_axis(scores, items, axis=1), flags[0], flags[1], ks)
+    return ranking_metrics(np.take_along_axis(scores, items, axis=1), items, flags[0], flags[1], ks)
 
 
 def run_study(

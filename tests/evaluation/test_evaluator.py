@@ -18,7 +18,7 @@ from recsys.data.interactions import Interactions
 from recsys.evaluation import Sampling, compare, evaluate
 from recsys.evaluation.evaluator import _csr, _sample_candidates
 from recsys.evaluation.metrics import USER_METRICS
-from recsys.evaluation.ranking import top_k
+from recsys.ranking import top_k
 from recsys.recommender import Recommender
 
 _spec = importlib.util.spec_from_file_location("recsys_tests_evaluation_reference", Path(__file__).with_name("reference.py"))
@@ -491,3 +491,30 @@ def test_bad_cut_offs_rejected(hand, k):
     train, test, model = hand
     with pytest.raises(ValueError, match="cut-off"):
         evaluate(model, test, exclude=[train], k=k)
+
+
+# ------------------------------------------------------------------------------------------------ ties
+def test_popularity_metric_does_not_depend_on_the_other_cut_offs_asked_for(ml100k) -> None:
+    from recsys.baselines import Popularity
+    from recsys.data.splits import per_user_random
+
+    train, valid, test = per_user_random(ml100k, (0.8, 0.1, 0.1), seed=2026)
+    model = Popularity().fit(train)
+    values = {ks: evaluate(model, test, exclude=[train, valid], k=ks).summary["ndcg@10"]
+              for ks in [(10,), (10, 20), (1, 5, 10, 20, 50)]}  # fmt: skip
+    assert len(set(values.values())) == 1, values
+
+
+def test_recommend_returns_the_evaluators_lists(ml100k) -> None:
+    from recsys.baselines import ItemKNN
+    from recsys.data.splits import per_user_random
+
+    train, _, _ = per_user_random(ml100k, (0.8, 0.1, 0.1), seed=2026)
+    model = ItemKNN(k=20).fit(train)  # sparse similarities: many tied zero scores
+    users = np.arange(train.n_users)
+    items, _ = top_k(model.score, users, 10, exclude=train.binary_csr())
+    recs = model.recommend(k=10)
+    assert recs["rank"].max() == 10
+    got = train.items.encode(recs["item"]).to_numpy().reshape(train.n_users, 10)
+    np.testing.assert_array_equal(got, items)
+    assert model.recommend(k=5)["item"].to_list() == recs.filter(pl.col("rank") <= 5)["item"].to_list()
