@@ -6,10 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import platform
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,6 +19,7 @@ from recsys.data.registry import load
 from recsys.data.splits import split
 from recsys.evaluation.evaluator import evaluate
 from recsys.evaluation.significance import compare_values
+from recsys.records import RunRecord, versions
 from recsys.recommender import Recommender
 from recsys.sequential import SequentialRecommender
 
@@ -100,17 +99,6 @@ class BenchmarkResult:
     output: Path | None
 
 
-def versions() -> dict[str, str]:
-    """Versions of the packages that decide the numbers."""
-    found = {"python": platform.python_version()}
-    for package in ("recsys", "torch", "torchrec", "polars", "numpy", "scipy", "implicit", "lightning"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def resolve_models(models: Sequence[str] | Mapping[str, ModelFactory]) -> dict[str, ModelFactory]:
     """Model factories by name: built-in names, or a mapping of user-defined factories."""
     if isinstance(models, Mapping):
@@ -151,19 +139,9 @@ def run_benchmark(
             if isinstance(model, SequentialRecommender):
                 model.condition_on(train, valid)  # the test history includes the validation items
             ev = evaluate(model, test, exclude=[train, valid], k=ks)
-            records.append(
-                {
-                    "dataset": data.name,
-                    "protocol": protocol,
-                    "model": name,
-                    "seed": seed,
-                    "evaluation": ev.mode,
-                    "params": _jsonable(model.params()),
-                    "metrics": ev.summary,
-                    "timings": {"fit_s": fit_s, "evaluate_s": ev.seconds},
-                    "versions": env,
-                }
-            )
+            record = RunRecord(data.name, protocol, name, seed, model.params(), ev.summary,
+                               {"fit_s": fit_s, "evaluate_s": ev.seconds}, ev.mode, env)  # fmt: skip
+            records.append(record.to_json())
             per_user.append(ev.per_user.with_columns(pl.lit(name).alias("model"), pl.lit(seed).alias("seed")))
             bar.update(1)
     bar.close()
@@ -311,8 +289,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="run", disable=not enabled)
 
 
-def _jsonable(params: dict) -> dict:
-    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in params.items()}
-
-
-__all__ = ["BUILTIN_MODELS", "DEFAULT_MODELS", "BenchmarkResult", "leaderboard", "run_benchmark", "versions"]
+__all__ = ["BUILTIN_MODELS", "DEFAULT_MODELS", "BenchmarkResult", "leaderboard", "run_benchmark"]

@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
+from recsys.records import RunRecord
 from recsys.tasks.base import RecommenderTask
 
 
@@ -64,30 +65,30 @@ class RecsysCLI(LightningCLI):
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def run_name(self) -> str:
+        """The run's name in its record: the stem of the last ``--config`` file (the experiment), as
+        `recsys benchmark` names it; the task and model classes when no file was given."""
+        configs = self.config[self.subcommand].get("config") or []
+        if configs:
+            return Path(str(configs[-1])).stem
+        task: RecommenderTask = self.model
+        return f"{type(task.model).__name__.lower()}-{type(task).__name__.removesuffix('Task').lower()}"
+
     def _write_results(self, checkpoint: str) -> None:
         folder = self.run_dir()  # trainer.log_dir is a collective broadcast: every rank must ask
         if not self.trainer.is_global_zero:
             return
-        from recsys.benchmark import versions
-
         task: RecommenderTask = self.model
         data: InteractionsDataModule = self.datamodule
         evaluation = task.test_evaluation_
         metrics = dict(getattr(task, "test_metrics_", {}) or (evaluation.summary if evaluation else {}))
-        epoch = self.trainer.current_epoch
-        record = {
-            "dataset": data.dataset,
-            "protocol": data.protocol,
-            "model": f"{type(task.model).__name__.lower()}-{type(task).__name__.removesuffix('Task').lower()}",
-            "seed": self.config_init[self.subcommand].get("seed_everything"),
-            "params": {k: v for k, v in task.params().items() if isinstance(v, (int, float, str, bool))},
-            "metrics": metrics,
-            "timings": {"epochs": epoch},
-            "versions": versions(),
-            "checkpoint": checkpoint,
-        }
-        (folder / "results.json").write_text(json.dumps([record], indent=2))
-        (folder / "versions.json").write_text(json.dumps(record["versions"], indent=2))
+        record = RunRecord(
+            data.dataset, data.protocol, self.run_name(), self.config_init[self.subcommand].get("seed_everything"),
+            task.params(), metrics, {"epochs": self.trainer.current_epoch},
+            evaluation.mode if evaluation else "full", extra={"checkpoint": checkpoint},
+        )  # fmt: skip
+        (folder / "results.json").write_text(json.dumps([record.to_json()], indent=2))
+        (folder / "versions.json").write_text(json.dumps(record.versions, indent=2))
         if evaluation is not None:
             evaluation.per_user.write_parquet(folder / "per_user.parquet")
         print(f"test: {json.dumps({k: round(v, 4) for k, v in metrics.items() if '@' not in k or k.endswith('@10')})}")

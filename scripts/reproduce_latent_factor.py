@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import recsys
-from recsys.benchmark import versions
+from recsys.records import versions
 from recsys.data.splits import split
 from recsys.lightning_cli import load_experiment
 from recsys.tasks import ClickTask

@@ -28,7 +28,7 @@ import polars as pl
 import torch
 
 import recsys
-from recsys.benchmark import versions
+from recsys.records import versions
 from recsys.data.semisynthetic import GeneratorConfig, GroundTruth, fit_ground_truth, sample
 from recsys.mnar.study import STUDY_ESTIMATORS, StudyConfig, StudyRun, run_study
 

@@ -22,6 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from recsys.evaluation.significance import Comparison, compare_values
+from recsys.records import RunRecord, versions
 from recsys.tuning.objective import lightning_config, recommender_args, retrain_and_test, values_of
 from recsys.tuning.spec import SpecError, StudySpec
 from recsys.tuning.study import open_storage
@@ -84,8 +85,6 @@ def write_report(
 ) -> StudyReport:
     """Print the best trial and write the report folder (see the module docstring); ``retrain=False`` skips the
     test-set retrains (plots, best YAML and trials only)."""
-    from recsys.benchmark import versions
-
     study = load(spec, storage, name)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise SpecError(f"study {name!r} has no completed trial yet")
@@ -108,11 +107,11 @@ def write_report(
             for config, values in (("best", best_values), ("default", {})):
                 log.warning("retraining the %s config with seed %d", config, seed)
                 ev, extra = retrain_and_test(spec, values, seed)
-                records.append({
-                    "dataset": _dataset(spec), "protocol": _protocol(spec), "model": f"{name}-{config}", "seed": seed,
-                    "evaluation": ev.mode, **extra, "metrics": ev.summary, "versions": env, "config": config,
-                    "study": name, "trial": best.number if config == "best" else None,
-                })  # fmt: skip
+                records.append(RunRecord(
+                    _dataset(spec), _protocol(spec), f"{name}-{config}", seed, extra["params"], ev.summary,
+                    extra["timings"], ev.mode, env, extra={"validation": extra["validation"], "config": config,
+                    "study": name, "trial": best.number if config == "best" else None},
+                ).to_json())  # fmt: skip
                 per_user.append(ev.per_user.with_columns(pl.lit(config).alias("config"), pl.lit(seed).alias("seed")))
         users = pl.concat(per_user, how="vertical_relaxed")
         users.write_parquet(output / "per_user.parquet")
