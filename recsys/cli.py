@@ -162,17 +162,21 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _benchmark_options(args: argparse.Namespace) -> dict:
-    """Benchmark options: command-line flags, else the ``--config`` YAML, else `BENCHMARK_DEFAULTS`."""
+    """Benchmark options: command-line flags, else the ``--config`` YAML (a shipped one by its repository path, from
+    any directory), else `BENCHMARK_DEFAULTS`."""
     options = dict(BENCHMARK_DEFAULTS)
     if args.config:
         import yaml
 
-        if not args.config.exists():
-            raise FileNotFoundError(f"{args.config}: file not found")
-        spec = yaml.safe_load(args.config.read_text()) or {}
+        from recsys.resources import config_path
+
+        config = config_path(args.config)
+        if not config.exists():
+            raise FileNotFoundError(f"{config}: file not found")
+        spec = yaml.safe_load(config.read_text()) or {}
         unknown = set(spec) - set(BENCHMARK_DEFAULTS)
         if unknown:
-            raise KeyError(f"{args.config}: unknown key(s) {sorted(unknown)}; allowed: {sorted(BENCHMARK_DEFAULTS)}")
+            raise KeyError(f"{config}: unknown key(s) {sorted(unknown)}; allowed: {sorted(BENCHMARK_DEFAULTS)}")
         options.update(spec)
     options.update({key: getattr(args, key) for key in BENCHMARK_DEFAULTS if getattr(args, key) is not None})
     options["models"] = tuple(options["models"])
@@ -237,13 +241,14 @@ def _tune(args: argparse.Namespace) -> int:
 
     import optuna
 
+    from recsys.resources import config_path
     from recsys.tuning.spec import SpecError, load_spec
 
     warnings.filterwarnings("ignore", module="lightning")  # per-trial Lightning notices would bury the progress
     optuna.logging.set_verbosity(optuna.logging.INFO)  # one line per finished or pruned trial
     name = args.study_name or args.config.stem
     try:
-        spec = load_spec(args.config)
+        spec = load_spec(config_path(args.config))
         if args.show:
             from recsys.tuning.report import write_report
 

@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from recsys import resources
 from recsys.data.formats import PARSERS, RawTables, integer_ids, read_delimited
 from recsys.data.interactions import Interactions
 from recsys.data.validation import DataError
@@ -109,9 +110,9 @@ class DatasetCard:
 
 
 def cards_dir() -> Path:
-    """Folder of dataset cards: ``$RECSYS_DATASETS_DIR`` or the repository's ``datasets/``."""
+    """Folder of dataset cards: ``$RECSYS_DATASETS_DIR`` or the built-in ones (`recsys.resources.cards_dir`)."""
     env = os.environ.get(CARDS_DIR_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
+    return Path(env) if env else resources.cards_dir()
 
 
 def data_dir() -> Path:

@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import yaml
 
+from recsys import resources
+
 ParamType = Literal["float", "int", "categorical"]
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "percentile", "none")
@@ -140,7 +142,7 @@ class StudySpec:
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and check a study spec YAML; relative config paths resolve against the working directory, then the
-    spec's folder."""
+    spec's folder, then the shipped experiments (`recsys.resources.config_path`)."""
     path = Path(path)
     if not path.exists():
         raise SpecError(f"{path}: study spec not found")
@@ -249,7 +251,7 @@ def _named(raw: Any, default: str, names: tuple[str, ...], what: str, path: Path
 
 
 def _config_path(value: Any, spec: Path) -> Path:
-    candidates = [Path(str(value)), spec.parent / str(value)]
+    candidates = list(dict.fromkeys([Path(str(value)), spec.parent / str(value), resources.config_path(str(value))]))
     for candidate in candidates:
         if candidate.exists():
             return candidate
