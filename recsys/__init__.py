@@ -30,7 +30,7 @@ _LAZY = {
     "models": ("recsys.models", None),
     "tasks": ("recsys.tasks", None),
     "mnar": ("recsys.mnar", None),
-    "fit": ("recsys.tasks.training", "fit"),
+    "fit": ("recsys.tasks.objectives", "fit"),
 }
 
 __all__ = ["__version__", *_LAZY]

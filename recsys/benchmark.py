@@ -3,7 +3,6 @@ leaderboard, per-user results, paired significance tests against the best model 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -13,74 +12,21 @@ from typing import Any, Callable, Mapping, Sequence
 
 import polars as pl
 
-from recsys.baselines import ALS, BPR, EASE, ExpoMF, ItemKNN, Popularity
 from recsys.data.interactions import Interactions
 from recsys.data.registry import load
 from recsys.data.splits import split
-from recsys.evaluation.evaluator import evaluate
 from recsys.evaluation.significance import compare_values
 from recsys.records import RunRecord, versions
 from recsys.recommender import Recommender
+from recsys.errors import RunError
+from recsys.runs import FittedRun, NamedRun, fit_run, judge, named_run
 from recsys.sequential import SequentialRecommender
 
 log = logging.getLogger(__name__)
 
 ModelFactory = Callable[[int], Recommender]
-"""Builds an unfitted recommender for a seed."""
+"""Builds an unfitted recommender for a seed (the Python API's alternative to a named run)."""
 
-def _task(
-    objective: str, model: str, model_kwargs: dict[str, Any] | None = None, fit_kwargs: dict[str, Any] | None = None,
-    **task_kwargs: Any,
-) -> ModelFactory:  # fmt: skip
-    """Factory of a Lightning model (imported on use, so runs of the baselines alone never load torchrec);
-    ``fit_kwargs`` become the defaults of its ``fit`` (batch size, epoch budget)."""
-
-    def build(seed: int) -> Recommender:
-        from recsys import models, tasks
-
-        task_class = {"bpr": tasks.BPRTask, "bce": tasks.BCETask}[objective]
-        task = task_class(getattr(models, model)(**(model_kwargs or {})), seed=seed, **task_kwargs)
-        if fit_kwargs:
-            task.fit = functools.partial(task.fit, **fit_kwargs)
-        return task
-
-    return build
-
-
-def _sasrec(seed: int) -> Recommender:
-    """SASRec with RecBole's defaults (CE over all items), imported on use."""
-    from recsys.models.sasrec import SASRec
-    from recsys.tasks.sequential import SequentialTask
-
-    return SequentialTask(SASRec(), loss="ce", seed=seed)
-
-
-def _tgh(variant: str, seed: int) -> Recommender:
-    from recsys.baselines.tgh import TGH
-
-    return TGH(variant, seed=seed)  # type: ignore[arg-type]
-
-
-BUILTIN_MODELS: dict[str, ModelFactory] = {
-    "pop": lambda seed: Popularity(),
-    "itemknn": lambda seed: ItemKNN(k=100, shrink=0.0),
-    "ease": lambda seed: EASE(reg=250.0),
-    "als": lambda seed: ALS(seed=seed),
-    "bpr": lambda seed: BPR(seed=seed),
-    "expomf": lambda seed: ExpoMF(seed=seed),
-    "mf-bpr": _task("bpr", "MF", {"embedding_dim": 64}),
-    # Found by `recsys tune --config experiments/ml-100k/tune-mf-bpr.yaml` (30 trials on validation NDCG@10); the
-    # same as experiments/ml-100k/mf-bpr-tuned.yaml.
-    "mf-bpr-tuned": _task("bpr", "MF", {"embedding_dim": 128}, {"batch_size": 4096, "max_epochs": 30, "patience": 4},
-                          negatives=4, lr=0.0097, weight_decay=2.2e-5),  # fmt: skip
-    "mf-bce": _task("bce", "MF", {"embedding_dim": 64}, negatives=4),
-    "neumf": _task("bce", "NeuMF"),
-    "fm-bpr": _task("bpr", "FM", {"embedding_dim": 64}),
-    "deepfm-bpr": _task("bpr", "DeepFM", {"embedding_dim": 64}),
-    "sasrec": lambda seed: _sasrec(seed),
-    "tgh-1": lambda seed: _tgh("tgh-1", seed),
-    "tgh-2": lambda seed: _tgh("tgh-2", seed),
-}
 DEFAULT_MODELS = ("pop", "itemknn", "ease", "als", "bpr", "mf-bpr", "mf-bpr-tuned", "neumf")
 DEFAULT_SEEDS = (2026, 2027, 2028)
 DEFAULT_KS = (1, 5, 10, 20, 50)
@@ -99,31 +45,38 @@ class BenchmarkResult:
     output: Path | None
 
 
-def resolve_models(models: Sequence[str] | Mapping[str, ModelFactory]) -> dict[str, ModelFactory]:
-    """Model factories by name: built-in names, or a mapping of user-defined factories."""
+def resolve_models(models: Sequence[str | Path] | Mapping[str, ModelFactory], dataset: str) -> dict[str, ModelFactory | NamedRun]:
+    """What each benchmark entry runs, by name: named runs (shipped experiment names or YAML paths, checked before
+    any fit), or a mapping of the caller's own factories."""
     if isinstance(models, Mapping):
         return dict(models)
-    unknown = [m for m in models if m not in BUILTIN_MODELS]
-    if unknown:
-        raise KeyError(f"unknown model(s) {unknown}; built-in models: {sorted(BUILTIN_MODELS)}")
-    return {name: BUILTIN_MODELS[name] for name in models}
+    runs = [named_run(ref, dataset) for ref in models]
+    names = [run.name for run in runs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise RunError(f"two benchmark entries share the name(s) {repeated}; rename one of the files")
+    return {run.name: run for run in runs}
 
 
 def run_benchmark(
     dataset: str | Interactions = "ml-100k",
     *,
     protocol: str = "user-811",
-    models: Sequence[str] | Mapping[str, ModelFactory] = DEFAULT_MODELS,
+    models: Sequence[str | Path] | Mapping[str, ModelFactory] = DEFAULT_MODELS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     ks: Sequence[int] = DEFAULT_KS,
     output: Path | None = None,
     progress: bool = True,
 ) -> BenchmarkResult:
-    """Split ``dataset`` by ``protocol`` once per seed, fit every model on train, evaluate on test with train and
-    validation items excluded (full ranking), and write ``results.json``, ``per_user.parquet``,
-    ``leaderboard.csv``, ``ndcg_at_k.png`` and ``report.md`` to ``output`` when given."""
+    """Split ``dataset`` by ``protocol`` once per seed, fit every model on train (early-stopping on validation
+    where it trains), judge it on test with train and validation items excluded (full ranking), and write
+    ``results.json``, ``per_user.parquet``, ``leaderboard.csv``, ``ndcg_at_k.png`` and ``report.md`` to
+    ``output`` when given.
+
+    ``models`` are named runs (`recsys.runs.named_run`: ``mf-bpr``, ``sasrec``, ``path/to/mine.yaml``), trained
+    by the same engine as `recsys fit` with each seed as training seed, or ``{name: factory(seed)}``."""
     data = load(dataset) if isinstance(dataset, str) else dataset
-    factories = resolve_models(models)
+    factories = resolve_models(models, data.name)
     env = versions()
     records, per_user = [], []
     jobs = [(seed, name) for seed in seeds for name in factories]
@@ -132,15 +85,13 @@ def run_benchmark(
         train, valid, test = split(data, protocol, seed=seed)
         for name, factory in factories.items():
             bar.set_description(f"{name} seed {seed}")
-            model = factory(seed)
-            started = time.perf_counter()
-            model.fit(train, valid)
-            fit_s = time.perf_counter() - started
+            fitted = _fit(factory, train, valid, seed)
+            model = fitted.model
             if isinstance(model, SequentialRecommender):
                 model.condition_on(train, valid)  # the test history includes the validation items
-            ev = evaluate(model, test, exclude=[train, valid], k=ks)
+            ev = judge(model, test, [train, valid], ks)
             record = RunRecord(data.name, protocol, name, seed, model.params(), ev.summary,
-                               {"fit_s": fit_s, "evaluate_s": ev.seconds}, ev.mode, env)  # fmt: skip
+                               {**fitted.timings, "evaluate_s": ev.seconds}, ev.mode, env)  # fmt: skip
             records.append(record.to_json())
             per_user.append(ev.per_user.with_columns(pl.lit(name).alias("model"), pl.lit(seed).alias("seed")))
             bar.update(1)
@@ -153,6 +104,14 @@ def run_benchmark(
     if output is not None:
         write_outputs(result, data, protocol, ks)
     return result
+
+
+def _fit(entry: ModelFactory | NamedRun, train: Interactions, valid: Interactions, seed: int) -> FittedRun:
+    if isinstance(entry, NamedRun):
+        return fit_run(entry, train, valid, seed)
+    started = time.perf_counter()
+    model = entry(seed).fit(train, valid)
+    return FittedRun(model, {"fit_s": time.perf_counter() - started})
 
 
 def primary_metric(ks: Sequence[int]) -> str:
@@ -289,4 +248,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="run", disable=not enabled)
 
 
-__all__ = ["BUILTIN_MODELS", "DEFAULT_MODELS", "BenchmarkResult", "leaderboard", "run_benchmark"]
+__all__ = ["DEFAULT_MODELS", "BenchmarkResult", "leaderboard", "run_benchmark"]

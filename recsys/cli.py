@@ -105,6 +105,12 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in LIGHTNING_COMMANDS:
+        recommender = _recommender_run(words)
+        if recommender is not None:
+            from recsys.runs import run_recommender
+
+            run_recommender(recommender)
+            return 0
         from recsys.lightning_cli import main as lightning_main
 
         lightning_main(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
@@ -112,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(words)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from recsys.data.validation import DataError
+    from recsys.errors import RunError
 
     try:
         if args.command == "data":
@@ -124,11 +131,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "tune":
             return _tune(args)
-    except (DataError, KeyError, FileNotFoundError) as err:
+    except (DataError, RunError, KeyError, FileNotFoundError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"recsys: error: {message}", file=sys.stderr)
         return 2
     return 1
+
+
+def _recommender_run(words: list[str]):
+    """The ``recommender:`` run that ``recsys fit|test --config FILE`` names, or None for a Lightning config (which
+    LightningCLI handles, with every Lightning option)."""
+    if "--config" not in words[:-1]:
+        return None
+    path = Path(words[words.index("--config") + 1])
+    if path.suffix not in (".yaml", ".yml") or not path.exists():
+        return None
+    from recsys.runs import named_run
+
+    run = named_run(path)
+    if run.kind != "recommender":
+        return None
+    if words[0] not in ("fit", "test") or len(words) != 3:
+        raise SystemExit(f"recsys: error: {path} is a recommender run: `recsys fit --config {path}` fits and tests "
+                         "it (change its arguments in the file)")  # fmt: skip
+    return run
 
 
 def _data(args: argparse.Namespace) -> int:

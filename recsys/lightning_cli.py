@@ -18,6 +18,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
 
+import recsys.distributed  # noqa: F401  (registers Trainer(strategy="torchrec") for --trainer.strategy torchrec)
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.records import RunRecord
@@ -81,7 +82,7 @@ class RecsysCLI(LightningCLI):
         task: RecommenderTask = self.model
         data: InteractionsDataModule = self.datamodule
         evaluation = task.test_evaluation_
-        metrics = dict(getattr(task, "test_metrics_", {}) or (evaluation.summary if evaluation else {}))
+        metrics = dict(evaluation.summary) if evaluation else {}
         record = RunRecord(
             data.dataset, data.protocol, self.run_name(), self.config_init[self.subcommand].get("seed_everything"),
             task.params(), metrics, {"epochs": self.trainer.current_epoch},
@@ -108,13 +109,12 @@ class Experiment(NamedTuple):
         return next((c.patience for c in self.trainer.callbacks if isinstance(c, EarlyStopping)), None)
 
     def fit(self, train: Interactions, valid: Interactions | None = None, **overrides: Any) -> RecommenderTask:
-        """Train the task through its own ``fit`` with the YAML's epochs, early-stopping patience, batch size,
-        batches per step and label threshold; ``overrides`` replace any of them or add ``fit`` arguments
+        """Train the task through its own ``fit`` with the YAML's epochs, early-stopping patience and batch size
+        (everything else is the task's own); ``overrides`` replace any of them or add ``fit`` arguments
         (``callbacks=[...]``)."""
         settings = {
             "max_epochs": self.trainer.max_epochs, "patience": self.patience or self.trainer.max_epochs,
-            "batch_size": self.data.batch_size, "batches_per_step": self.data.batches_per_step,
-            "label_threshold": self.data.label_threshold,
+            "batch_size": self.data.batch_size,
         }  # fmt: skip
         return self.task.fit(train, valid, **{**settings, **overrides})
 

@@ -516,7 +516,7 @@ def click_worker(seed: int, split: Path, output: Path, threads: int | None) -> N
         started = time.perf_counter()
         task = experiment.fit(train, valid, callbacks=[timer])  # the YAML's epochs, patience, batch and threshold
         runs[name] = {"model": described, "fit_s": time.perf_counter() - started, "epochs": timer.epochs,
-                      "best_epoch": task.best_weights_.best_epoch, "test": task.click_metrics(test)}  # fmt: skip
+                      "best_epoch": task.best_weights_.best_epoch, "test": task.point_metrics(test)}  # fmt: skip
     output.write_text(json.dumps({"framework": "recsys", "seed": seed, "configs": runs, "recsys_source": recsys_source()},
                                  indent=2))  # fmt: skip
 

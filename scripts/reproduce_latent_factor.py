@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import recsys
-from recsys.records import versions
+from recsys.records import RunRecord
 from recsys.data.splits import split
 from recsys.lightning_cli import load_experiment
-from recsys.tasks import ClickTask
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "ml-100k"
 DEFAULT_MODELS = "mf-bpr,mf-bpr-tuned,neumf,fm-click,fm-click-tuned,deepfm-click,deepfm-click-tuned"
@@ -40,27 +39,18 @@ def reference(name: str) -> tuple[str, float]:
 
 
 def run(name: str, seed: int, data: recsys.Interactions) -> dict:
-    """Fit ``experiments/ml-100k/<name>.yaml`` with ``seed`` (model and split) and test its best epoch."""
+    """Fit ``experiments/ml-100k/<name>.yaml`` with ``seed`` (model and split) and test its best epoch with the
+    task's own judge (click tasks: AUC and log loss beside the ranking metrics)."""
     started = time.perf_counter()
     experiment = load_experiment(EXPERIMENTS / f"{name}.yaml", ["--model.init_args.seed", str(seed)])
     task, module = experiment.task, experiment.data
     train, valid, test = split(data, module.protocol, seed=seed)
     experiment.fit(train, valid)
-    if isinstance(task, ClickTask):
-        metrics = task.click_metrics(test)
-    else:
-        metrics = recsys.evaluate(task, test, exclude=[train, valid], k=(10, 20)).summary
-    return {
-        "dataset": "ml-100k",
-        "protocol": module.protocol + ("-labeled" if isinstance(task, ClickTask) else ""),
-        "model": name,
-        "seed": seed,
-        "params": {k: v for k, v in task.params().items() if isinstance(v, (int, float, str, bool))},
-        "metrics": metrics,
-        "timings": {"fit_s": time.perf_counter() - started, "epochs": task.epochs_trained_,
-                    "best_epoch": task.best_weights_.best_epoch},  # fmt: skip
-        "versions": versions(),
-    }
+    fit_s = time.perf_counter() - started
+    ev = task.judge(test, [train, valid], k=(10, 20))
+    timings = {"fit_s": fit_s, "evaluate_s": ev.seconds, "epochs": task.epochs_trained_,
+               "best_epoch": task.best_weights_.best_epoch}  # fmt: skip
+    return RunRecord("ml-100k", module.protocol, name, seed, task.params(), ev.summary, timings, ev.mode).to_json()
 
 
 def main() -> None:

@@ -99,11 +99,12 @@ def test_benchmark_config_rejects_unknown_keys(tmp_path, capsys) -> None:
 
 
 def test_cli_default_models_match_the_benchmarks() -> None:
-    from recsys.benchmark import BUILTIN_MODELS, DEFAULT_MODELS
+    from recsys.benchmark import DEFAULT_MODELS
     from recsys.cli import BENCHMARK_DEFAULTS
+    from recsys.runs import named_run
 
     assert tuple(BENCHMARK_DEFAULTS["models"]) == DEFAULT_MODELS  # the CLI keeps a copy to start fast
-    assert set(DEFAULT_MODELS) <= set(BUILTIN_MODELS)
+    assert [named_run(name).name for name in DEFAULT_MODELS] == list(DEFAULT_MODELS)  # each a shipped YAML
 
 
 def test_lightning_models_run_in_the_benchmark(imported, tmp_path) -> None:

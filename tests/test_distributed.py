@@ -323,6 +323,6 @@ def test_checkpoint_round_trip_under_sharding(tmp_path) -> None:
     optimizer = task.configure_optimizers()
     optimizer.load_state_dict(checkpoint["optimizer_states"][0])
     shapes = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
-    assert shapes["model.embeddings.collection.embedding_bags.user.weight"] == (data.features.n_users, 9)
+    assert shapes["model.embeddings.collection.embedding_bags.user.weight"] == (data.train.n_users, 9)
     moments = optimizer.state_dict()["state"]
-    assert {tuple(v["exp_avg"].shape) for v in moments.values()} == {(1,), (data.features.n_users, 9), (data.features.n_items, 9)}
+    assert {tuple(v["exp_avg"].shape) for v in moments.values()} == {(1,), (data.train.n_users, 9), (data.train.n_items, 9)}

@@ -139,3 +139,31 @@ def test_every_shipped_experiment_config_builds(path: Path) -> None:
     assert type(task).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
     assert type(task.model).__name__ == config["model"]["init_args"]["model"]["class_path"].rsplit(".", 1)[1]
     assert (data.dataset, data.protocol) == (config["data"]["dataset"], config["data"]["protocol"])
+
+
+RECOMMENDER_CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*/*.yaml")
+                             if "\nrecommender:" in "\n" + p.read_text() and not p.name.startswith("tune-"))  # fmt: skip
+
+
+@pytest.mark.parametrize("path", RECOMMENDER_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_recommender_run_builds(path: Path) -> None:
+    from recsys.runs import build_recommender, named_run
+
+    run = named_run(path)
+    model = build_recommender(run.config["recommender"], seed=3)
+    assert type(model).__name__ == run.config["recommender"]["class_path"].rsplit(".", 1)[1]
+    assert run.name == path.stem and named_run(path.stem).path.name == path.name
+
+
+def test_recsys_fit_runs_a_recommender_yaml_through_the_same_record(tiny_dataset, monkeypatch) -> None:
+    path = tiny_dataset / "knn.yaml"
+    path.write_text("recommender: {class_path: recsys.baselines.ItemKNN, init_args: {k: 5}}\n"
+                    "data: {dataset: tiny, protocol: user-811, seed: 7}\n")  # fmt: skip
+    monkeypatch.chdir(tiny_dataset)
+    assert main(["fit", "--config", str(path)]) == 0
+    record = _results(tiny_dataset / "runs" / "tiny" / "knn" / "version_0")
+    assert (record["model"], record["dataset"], record["seed"], record["params"]["k"]) == ("knn", "tiny", 7, 5)
+    assert 0.0 <= record["metrics"]["ndcg@10"] <= 1.0
+    path.write_text("recommender: {class_path: recsys.baselines.ItemKNN, init_args: {kk: 5}}\n")
+    with pytest.raises(Exception, match="kk"):
+        main(["fit", "--config", str(path)])

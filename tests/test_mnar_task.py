@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from recsys.baselines import ExpoMF
+from recsys.data.examples import all_pairs
 from recsys.data.modules import InteractionsDataModule
 from recsys.mnar.propensity import KnownPropensity, PopularityPropensity
 from recsys.models import MF
@@ -38,21 +39,24 @@ def test_other_estimators_train_and_lower_their_loss(estimator, loss) -> None:
     train, _ = two_communities()
     task = RelMFTask(MF(8), estimator=estimator, propensity=PopularityPropensity(0.5), positive_weight=4.0, loss=loss,
                      lr=0.05, seed=1)  # fmt: skip
-    data = InteractionsDataModule.from_splits(train, batch_size=256, batches_per_step=100, pairs="all")
+    data = InteractionsDataModule.from_splits(train, batch_size=256)
     task.attach(data)
-    batch = InteractionsDataModule.all_pairs(train)
+    batch = all_pairs(train)
     before = float(task.loss(batch))
     task.fit(train, max_epochs=10, batch_size=256)
     assert float(task.loss(batch)) < before
 
 
-def test_relmf_needs_the_all_pairs_data_and_a_propensity() -> None:
+def test_relmf_trains_on_the_all_pairs_grid_and_needs_a_propensity() -> None:
     train, _ = two_communities()
     with pytest.raises(ValueError, match="needs a propensity"):
         RelMFTask(MF(4), estimator="ips")
     task = RelMFTask(MF(4), estimator="naive")
-    with pytest.raises(ValueError, match="pairs: all"):
-        task.attach(InteractionsDataModule.from_splits(train))
+    task.attach(InteractionsDataModule.from_splits(train))
+    examples = task.training_examples(train)
+    assert len(examples["user"]) == train.n_users * train.n_items
+    losses = task.example_losses(train)  # one weighted local loss per pair of the grid
+    assert losses.shape == (train.n_users * train.n_items,) and bool((losses > 0).all())
 
 
 def test_ips_refuses_a_click_of_zero_propensity() -> None:
@@ -64,12 +68,12 @@ def test_ips_refuses_a_click_of_zero_propensity() -> None:
     task.propensity.fit(train)
     task.propensity.grid_[0, train.items.encode(pl.Series([first]))[0]] = 0.0
     with pytest.raises(ValueError, match="propensity 0"):
-        task.attach(InteractionsDataModule.from_splits(train, pairs="all"))
+        task.attach(InteractionsDataModule.from_splits(train))
 
 
 def test_all_pairs_labels_the_training_interactions() -> None:
     train, _ = two_communities()
-    grid = InteractionsDataModule.all_pairs(train)
+    grid = all_pairs(train)
     assert len(grid["user"]) == train.n_users * train.n_items
     assert int(grid["label"].sum()) == train.frame.select("user", "item").unique().height
     codes = train.frame["user"].to_numpy() * train.n_items + train.frame["item"].to_numpy()
@@ -82,7 +86,7 @@ def test_relmf_config_parses(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(ROOT / "experiments/ml-100k/relmf.yaml"), "--print_config"])
     printed = capsys.readouterr().out
-    assert "recsys.tasks.mnar.RelMFTask" in printed and "PopularityPropensity" in printed and "pairs: all" in printed
+    assert "recsys.tasks.mnar.RelMFTask" in printed and "PopularityPropensity" in printed and "batches_per_step: 1000000" in printed
 
 
 def test_expomf_exposure_posterior_by_hand() -> None:

@@ -177,8 +177,8 @@ def test_click_and_rating_metrics_match_sklearn_on_the_observed_pairs(rich) -> N
     from recsys.data.modules import InteractionsDataModule
     from recsys.tasks import ClickTask
 
-    data = InteractionsDataModule.from_splits(rich, rich, label_threshold=3.0, side_features=True)
-    click, mse = ClickTask(FM(4)), MSETask(MF(4))
+    data = InteractionsDataModule.from_splits(rich, rich)
+    click, mse = ClickTask(FM(4), label_threshold=3.0), MSETask(MF(4))
     for task in (click, mse):
         task.attach(data)
     with torch.no_grad():
@@ -186,11 +186,13 @@ def test_click_and_rating_metrics_match_sklearn_on_the_observed_pairs(rich) -> N
         ratings = mse.model.score_pairs(torch.from_numpy(rich.frame["user"].to_numpy()), torch.from_numpy(rich.frame["item"].to_numpy()))
     labels = (rich.frame["rating"].to_numpy() >= 3.0).astype(float)
     probs = torch.sigmoid(logits).double().numpy()
-    metrics = click.click_metrics(rich)
+    metrics = click.point_metrics(rich)
     assert metrics["auc"] == pytest.approx(roc_auc_score(labels, probs))
     assert metrics["logloss"] == pytest.approx(log_loss(labels, probs))
     expected_rmse = float(np.sqrt(np.mean((ratings.double().numpy() - rich.frame["rating"].to_numpy()) ** 2)))
-    assert mse.rmse(rich) == pytest.approx(expected_rmse)
+    assert mse.point_metrics(rich)["rmse"] == pytest.approx(expected_rmse)
+    judged = click.judge(rich, [], k=(5,))  # one Evaluation: ranking metrics and the click metrics together
+    assert judged["auc"] == metrics["auc"] and "ndcg@5" in judged.summary
 
 
 def test_several_batches_per_lightning_step_train_exactly_as_one(rich) -> None:
@@ -198,8 +200,8 @@ def test_several_batches_per_lightning_step_train_exactly_as_one(rich) -> None:
     batches and negatives, as Lightning's automatic optimisation one batch at a time."""
     weights = []
     for per_step in (1, 3):
-        task = BPRTask(MF(4), lr=0.05, seed=5)
-        task.fit(rich, max_epochs=2, batch_size=8, batches_per_step=per_step)
+        task = BPRTask(MF(4), lr=0.05, seed=5, batches_per_step=per_step)
+        task.fit(rich, max_epochs=2, batch_size=8)
         assert task.automatic_optimization == (per_step == 1)
         assert task.global_step == 2 * -(-len(rich) // 8)
         weights.append({k: v.clone() for k, v in task.state_dict().items()})

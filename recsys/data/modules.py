@@ -1,23 +1,30 @@
-"""Lightning DataModules over `Interactions`: splits, feature space and seeded, rank-aware training batches."""
+"""Lightning DataModule over `Interactions`: it loads and splits a dataset and batches the training examples a
+task builds from the training split (`EpochBatches`); what the examples are is the task's business."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Sequence
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from recsys.data.features import FeatureSpace, feature_space
 from recsys.data.interactions import Interactions
 from recsys.data.registry import load
-from recsys.data.sequences import Sequences
 from recsys.data.splits import split
+
+Examples = dict[str, torch.Tensor] | Sequence[Any]
+"""Training examples: aligned tensors (rows are examples) or a sequence of samples of any form (e.g. token lists
+of different lengths), which a collate step turns into a batch."""
+
+Collate = Callable[[Any], Any]
 
 
 class EpochBatches(IterableDataset):
-    """Shuffled mini-batches of aligned tensors, reshuffled each epoch from ``(seed, epoch)``.
+    """Shuffled mini-batches of examples, reshuffled each epoch from ``(seed, epoch)``.
+
+    Aligned tensors are sliced by the batch's rows; a sequence of samples gives the batch's samples as a list.
+    ``collate`` (when given) turns either into what the task's step takes (e.g. padding variable-length samples).
 
     The epoch comes from ``epoch()`` (the trainer's), so a resumed run draws the same batches as an uninterrupted
     one. Under data parallelism each rank takes every ``world_size``-th batch, and all ranks get the same number
@@ -27,27 +34,28 @@ class EpochBatches(IterableDataset):
 
     def __init__(
         self,
-        tensors: dict[str, torch.Tensor],
+        examples: Examples,
         batch_size: int,
         seed: int,
         epoch: Callable[[], int],
         rank: Callable[[], tuple[int, int]] = lambda: (0, 1),
         batches_per_step: int = 1,
+        collate: Collate | None = None,
     ) -> None:
-        self.tensors, self.batch_size, self.seed, self.epoch, self.rank = tensors, batch_size, seed, epoch, rank
-        self.batches_per_step = batches_per_step
-        self.n_rows = len(next(iter(tensors.values())))
+        self.examples, self.batch_size, self.seed, self.epoch, self.rank = examples, batch_size, seed, epoch, rank
+        self.batches_per_step, self.collate = batches_per_step, collate
+        self.n_rows = len(next(iter(examples.values()))) if isinstance(examples, dict) else len(examples)
 
     def __len__(self) -> int:
         _, world = self.rank()
         batches = -(-self.n_rows // self.batch_size) // world if world > 1 else -(-self.n_rows // self.batch_size)
         return -(-batches // self.batches_per_step)
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]]:
+    def __iter__(self) -> Iterator[Any]:
         if self.batches_per_step == 1:
             yield from self._batches()
             return
-        group: list[dict[str, torch.Tensor]] = []  # gathered as they are cut: at most one step's batches in memory
+        group: list[Any] = []  # gathered as they are cut: at most one step's batches in memory
         for batch in self._batches():
             group.append(batch)
             if len(group) == self.batches_per_step:
@@ -56,7 +64,7 @@ class EpochBatches(IterableDataset):
         if group:
             yield group
 
-    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+    def _batches(self) -> Iterator[Any]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch())
         order = torch.randperm(self.n_rows, generator=generator)
         batches = list(order.split(self.batch_size))
@@ -65,54 +73,34 @@ class EpochBatches(IterableDataset):
             per_rank = len(batches) // world
             batches = batches[rank::world][:per_rank]
         for index in batches:
-            yield {name: tensor[index] for name, tensor in self.tensors.items()}
+            if isinstance(self.examples, dict):
+                batch: Any = {name: tensor[index] for name, tensor in self.examples.items()}
+            else:
+                batch = [self.examples[i] for i in index.tolist()]
+            yield batch if self.collate is None else self.collate(batch)
 
 
 class InteractionsDataModule(L.LightningDataModule):
-    """Loads a dataset, splits it by a named protocol, and serves training batches of observed interactions.
+    """Loads a dataset, splits it by a named protocol, and batches the training examples of the task it serves.
+
+    The task builds its examples from ``train`` (observed pairs with labels, the all-pairs grid, sequence windows,
+    prompts) and asks `loader` for the epoch's batches; validation, test and predict are one step each, in which
+    the task runs the evaluator over the whole split.
 
     Args:
         dataset: dataset card or imported dataset name.
         protocol: split protocol (``user-811``, ``global-811``, ``loo``, ``temporal``).
-        seed: split seed (the training seed is Lightning's ``seed_everything``).
-        batch_size: training rows per batch.
-        side_features: build user/item side-feature fields (FM, DeepFM) besides the ids.
-        label_threshold: when set, each row gets ``label = rating >= label_threshold`` (click-style tasks).
-        batches_per_step: training batches handed to one Lightning step as a list; the task takes one optimiser
-            step per batch by hand, sparing Lightning's per-step overhead (~2.5 ms, as long as a whole MF-BPR step).
-        sequence_length: when set, training batches are per-user sequence windows of this length (``input``,
-            ``target``: every position predicts its next item; `recsys.data.sequences.Sequences.windows`) instead
-            of interaction rows, for sequential models.
-        pairs: ``observed`` serves the training interactions; ``all`` serves every user × item pair of the grid
-            with ``label`` 1 where a training interaction exists and 0 elsewhere (estimators over all pairs, such
-            as `recsys.tasks.mnar.RelMFTask`).
+        seed: split seed, and the seed of each epoch's shuffle (the training seed is Lightning's
+            ``seed_everything``).
+        batch_size: training examples per batch.
     """
 
-    def __init__(
-        self,
-        dataset: str = "ml-100k",
-        protocol: str = "user-811",
-        seed: int = 2026,
-        batch_size: int = 2048,
-        side_features: bool = False,
-        label_threshold: float | None = None,
-        sequence_length: int | None = None,
-        batches_per_step: int = 1,
-        pairs: Literal["observed", "all"] = "observed",
-    ) -> None:
+    def __init__(self, dataset: str = "ml-100k", protocol: str = "user-811", seed: int = 2026, batch_size: int = 2048) -> None:
         super().__init__()
-        if pairs not in ("observed", "all"):
-            raise ValueError(f"pairs must be 'observed' or 'all', got {pairs!r}")
-        self.pairs = pairs
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
-        if batches_per_step < 1:
-            raise ValueError(f"batches_per_step must be >= 1, got {batches_per_step}")
-        self.batches_per_step = batches_per_step
-        self.dataset, self.protocol, self.seed = dataset, protocol, seed
-        self.batch_size, self.side_features, self.label_threshold = batch_size, side_features, label_threshold
-        if sequence_length is not None and sequence_length < 1:
-            raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
-        self.sequence_length = sequence_length
+        self.dataset, self.protocol, self.seed, self.batch_size = dataset, protocol, seed, batch_size
         self.data: Interactions | None = None
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -125,54 +113,29 @@ class InteractionsDataModule(L.LightningDataModule):
             return
         self.data = load(self.dataset)
         self.train, self.valid, self.test = split(self.data, self.protocol, seed=self.seed)
-        self.features: FeatureSpace = feature_space(self.data, side_features=self.side_features)
 
     @classmethod
     def from_splits(
         cls, train: Interactions, valid: Interactions | None = None, test: Interactions | None = None, *,
-        batch_size: int = 2048, seed: int = 2026, side_features: bool = False, label_threshold: float | None = None,
-        sequence_length: int | None = None, batches_per_step: int = 1, pairs: Literal["observed", "all"] = "observed",
+        batch_size: int = 2048, seed: int = 2026,
     ) -> InteractionsDataModule:  # fmt: skip
         """A data module over splits made elsewhere (the Python API and `recsys benchmark`); a missing split is
         empty."""
         empty = train.with_frame(train.frame.clear())
-        valid = valid if valid is not None else empty
-        test = test if test is not None else empty
-        module = cls(dataset=train.name, protocol="given", seed=seed, batch_size=batch_size,
-                     side_features=side_features, label_threshold=label_threshold,
-                     sequence_length=sequence_length, batches_per_step=batches_per_step, pairs=pairs)  # fmt: skip
-        module.data, module.train, module.valid, module.test = train, train, valid, test
-        module.features = feature_space(train, side_features=side_features)
+        module = cls(dataset=train.name, protocol="given", seed=seed, batch_size=batch_size)
+        module.data, module.train = train, train
+        module.valid = valid if valid is not None else empty
+        module.test = test if test is not None else empty
         return module
 
     # ------------------------------------------------------------------------------------------ batches
-    def columns(self, part: Interactions) -> dict[str, torch.Tensor]:
-        """Tensors of a split: ``user``, ``item`` (int64), ``rating`` (float32), ``label`` (float32); with
-        ``sequence_length``, the split's sequence windows ``input``, ``target`` (int64 ``[R, sequence_length]``)."""
-        if self.sequence_length is not None:
-            inputs, targets = Sequences.from_interactions(part).windows(self.sequence_length)
-            return {"input": torch.from_numpy(inputs), "target": torch.from_numpy(targets)}
-        frame = part.frame
-        tensors = {
-            "user": torch.from_numpy(frame["user"].to_numpy().copy()),
-            "item": torch.from_numpy(frame["item"].to_numpy().copy()),
-        }
-        if part.has_rating:
-            tensors["rating"] = torch.from_numpy(frame["rating"].to_numpy().astype(np.float32))
-            if self.label_threshold is not None:
-                tensors["label"] = (tensors["rating"] >= self.label_threshold).to(torch.float32)
-        return tensors
-
-    @staticmethod
-    def all_pairs(part: Interactions) -> dict[str, torch.Tensor]:
-        """Every (user, item) pair of the grid in row-major order: ``user``, ``item`` (int64 ``[U·I]``) and
-        ``label`` (float32, 1 where ``part`` has the interaction)."""
-        n_users, n_items = part.n_users, part.n_items
-        label = torch.zeros(n_users * n_items, dtype=torch.float32)
-        codes = part.frame["user"].to_numpy().astype(np.int64) * n_items + part.frame["item"].to_numpy()
-        label[torch.from_numpy(codes)] = 1.0
-        grid = torch.arange(n_users * n_items)
-        return {"user": grid // n_items, "item": grid % n_items, "label": label}
+    def loader(self, examples: Examples, batches_per_step: int = 1, collate: Collate | None = None) -> DataLoader:
+        """The training loader of a task's ``examples``: seeded shuffled batches of ``batch_size``, every
+        world-size-th batch on each rank, ``batches_per_step`` batches per Lightning step (see `EpochBatches`)."""
+        if batches_per_step < 1:
+            raise ValueError(f"batches_per_step must be >= 1, got {batches_per_step}")
+        batches = EpochBatches(examples, self.batch_size, self.seed, self._epoch, self._rank, batches_per_step, collate)
+        return DataLoader(batches, batch_size=None)
 
     def _epoch(self) -> int:
         trainer = getattr(self, "trainer", None)
@@ -183,11 +146,8 @@ class InteractionsDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        batches = EpochBatches(
-            self.all_pairs(self.train) if self.pairs == "all" else self.columns(self.train),
-            self.batch_size, self.seed, self._epoch, self._rank, self.batches_per_step,
-        )
-        return DataLoader(batches, batch_size=None)
+        """The task's own training loader: the task builds its examples from ``train`` and calls `loader`."""
+        return self.trainer.lightning_module.train_dataloader()
 
     def _one_step(self) -> DataLoader:
         # Ranking evaluation runs the shared evaluator over whole splits in one step (see RecommenderTask).

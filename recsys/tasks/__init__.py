@@ -1,8 +1,12 @@
-"""Lightning modules: a scoring model + its objective + optimisation, presenting the `Recommender` interface."""
+"""Lightning modules: a scoring model + its objective, training examples, optimiser and judge, presenting the
+`Recommender` interface."""
 
-from recsys.tasks.base import RecommenderTask
+from recsys.tasks.base import PairModelTask, RecommenderTask
 from recsys.tasks.mnar import RelMFTask
-from recsys.tasks.objectives import BCETask, BPRTask, ClickTask, MSETask
-from recsys.tasks.sequential import SequentialTask, TGHTask
+from recsys.tasks.objectives import BCETask, BPRTask, ClickTask, MSETask, SampledNegativesTask, fit
+from recsys.tasks.sequential import SequentialTask
 
-__all__ = ["BCETask", "BPRTask", "ClickTask", "MSETask", "RecommenderTask", "RelMFTask", "SequentialTask", "TGHTask"]
+__all__ = [
+    "BCETask", "BPRTask", "ClickTask", "MSETask", "PairModelTask", "RecommenderTask", "RelMFTask",
+    "SampledNegativesTask", "SequentialTask", "fit",
+]  # fmt: skip

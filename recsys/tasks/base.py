@@ -1,10 +1,17 @@
-"""`RecommenderTask`: a LightningModule that owns a `PairModel`'s objective and optimisation and presents the
-`Recommender` interface, so the shared evaluator ranks its scores during training and in benchmarks."""
+"""`RecommenderTask`: the contract of a trained recommender. A task is a LightningModule that owns its model's
+objective, its training examples, its optimiser, what it monitors and how it is judged, and presents the
+`Recommender` interface, so the shared evaluator ranks its scores during training, in benchmarks and in tests.
+
+A subclass says four things: `build` (make the model for the data), `training_examples` (what one epoch iterates,
+built from the training split), `losses` (one loss per example of a batch) and `score`. Pair models
+(`PairModelTask`) and sequence models (`recsys.tasks.sequential.SequentialTask`) fill them in differently.
+"""
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Literal, Self, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, Literal, Self, Sequence
 
 import lightning as L
 import numpy as np
@@ -12,52 +19,98 @@ import polars as pl
 import torch
 import torch.distributed as dist
 
-import recsys.distributed  # noqa: F401  (registers Trainer(strategy="torchrec"), e.g. for --trainer.strategy)
+from recsys.data.features import feature_space
 from recsys.data.interactions import Interactions
-from recsys.data.modules import InteractionsDataModule
+from recsys.data.modules import Collate, Examples, InteractionsDataModule
 from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
+from recsys.tasks.training import fit_task
 
 Batch = dict[str, torch.Tensor]
 
 
 class RecommenderTask(L.LightningModule, Recommender):
-    """Model + objective + optimiser. Subclasses implement `loss`.
+    """Model + objective + training examples + optimiser + judge.
 
-    Validation runs the foundation's full-ranking evaluator on the validation split (training items excluded)
-    and logs ``val/<metric>`` for early stopping and checkpoint selection; test does the same on the test split
-    with training and validation items excluded and keeps the `Evaluation` in ``test_evaluation_``.
+    Validation runs the shared full-ranking evaluator on the validation split (training items excluded) and logs
+    ``val/<metric>``; the task's ``monitor`` (``val/ndcg@10`` unless a task says otherwise) drives early stopping
+    and checkpoint selection. Test does the same on the test split with training and validation items excluded and
+    keeps the `Evaluation` in ``test_evaluation_``. Validate every N epochs with the trainer's
+    ``check_val_every_n_epoch``; ``val_users`` ranks a fixed seeded sample of validation users instead of all.
 
     Args:
-        model: the scoring module (built against the data's feature space in `setup`).
-        lr: learning rate.
-        weight_decay: L2 penalty of the optimiser.
+        lr: learning rate of the task's own optimiser (the default when the CLI's ``--optimizer`` is not given).
+        weight_decay: L2 penalty of that optimiser.
         optimizer: ``adam`` or ``sgd``.
         eval_k: cut-offs logged during validation and test.
         eval_batch_size: users per scoring chunk.
-        seed: seed of negative sampling (each batch's generator is derived from it and the global step, so
-            a resumed run samples what an uninterrupted one would).
+        seed: seed of negative sampling and of the validation-user sample (each batch's generator is derived from
+            it and the global step, so a resumed run samples what an uninterrupted one would).
+        batches_per_step: training batches handed to one Lightning step as a list, one optimiser step each by
+            hand (spares Lightning's ~2.5 ms per step, as long as a whole MF-BPR step).
+        val_users: validate on this many validation users, drawn once from ``seed`` (all when None); the
+            sample size is logged as ``val/users``.
     """
+
+    monitor: ClassVar[str] = "val/ndcg@10"
+    """The validation metric that early stopping and checkpoint selection follow."""
+    monitor_mode: ClassVar[Literal["max", "min"]] = "max"
 
     def __init__(
         self,
-        model: PairModel,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         optimizer: Literal["adam", "sgd"] = "adam",
         eval_k: Sequence[int] = (10, 20),
         eval_batch_size: int = 1024,
         seed: int = 2026,
+        batches_per_step: int = 1,
+        val_users: int | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
-        self.model = model
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'sgd'")
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if batches_per_step < 1:
+            raise ValueError(f"batches_per_step must be >= 1, got {batches_per_step}")
+        if val_users is not None and val_users < 1:
+            raise ValueError(f"val_users must be >= 1 (or None for all), got {val_users}")
+        if not eval_k or min(eval_k) < 1:
+            raise ValueError(f"eval_k must be positive cut-offs, got {eval_k}")
         self.lr, self.weight_decay, self.optimizer_name = lr, weight_decay, optimizer
         self.eval_k, self.eval_batch_size, self.seed = tuple(eval_k), eval_batch_size, seed
+        self.batches_per_step, self.val_users = batches_per_step, val_users
         self.valid_: Interactions | None = None
+        self.test_: Interactions | None = None
         self.test_evaluation_: Evaluation | None = None
-        self._item_cache: tuple[int, State] | None = None
+
+    # ------------------------------------------------------------------------------------------ the contract
+    @abstractmethod
+    def build(self, data: InteractionsDataModule) -> None:
+        """Make the model for the data module's splits (feature space, vocabulary sizes); called once in `setup`."""
+
+    @abstractmethod
+    def training_examples(self, train: Interactions) -> Examples:
+        """What one training epoch iterates over, built from the training split."""
+
+    def collate(self, batch: Any) -> Any:
+        """Turn a batch of examples into the step's input (identity for aligned tensors; pads variable-length
+        samples where a task has them)."""
+        return batch
+
+    @abstractmethod
+    def losses(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` the objective of each example of a batch (DEALRec and other data-pruning scores read these)."""
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """The scalar that one optimiser step minimises: the mean of `losses` unless a task weighs them."""
+        return self.losses(batch).mean()
+
+    def point_metrics(self, part: Interactions) -> dict[str, float]:
+        """Metrics of the split's own (user, item) rows that `judge` adds to the ranking metrics (RMSE, AUC)."""
+        return {}
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -65,13 +118,18 @@ class RecommenderTask(L.LightningModule, Recommender):
         data.setup(stage)
         self.attach(data)
         # Lists of batches (`batches_per_step` > 1) are stepped by hand in `training_step`, one optimiser step each.
-        self.automatic_optimization = data.batches_per_step == 1
+        self.automatic_optimization = self.batches_per_step == 1
 
     def attach(self, data: InteractionsDataModule) -> None:
-        """Build the model for the data's feature space and remember the splits."""
-        self.model.build(data.features)
+        """Build the model for the data and remember its splits."""
         self._remember(data.train)
         self.valid_, self.test_ = data.valid, data.test
+        self.build(data)
+
+    def train_dataloader(self) -> Any:
+        data: InteractionsDataModule = self.trainer.datamodule
+        collate: Collate | None = None if type(self).collate is RecommenderTask.collate else self.collate
+        return data.loader(self.training_examples(data.train), self.batches_per_step, collate)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_name == "adam":
@@ -79,23 +137,17 @@ class RecommenderTask(L.LightningModule, Recommender):
             # with the reference implementation, whose per-shard state `recsys.distributed` gathers.
             fused = not (dist.is_available() and dist.is_initialized())
             return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=fused)
-        if self.optimizer_name == "sgd":
-            return torch.optim.SGD(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        raise ValueError(f"unknown optimizer {self.optimizer_name!r}; use 'adam' or 'sgd'")
+        return torch.optim.SGD(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     def generator(self) -> torch.Generator:
         """Sampling generator of the current step (derived from ``seed`` and the global step)."""
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
 
     # ------------------------------------------------------------------------------------------ training
-    @abstractmethod
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The objective on one training batch (``user``, ``item`` and, where present, ``rating``/``label``)."""
-
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
         """One optimiser step on a batch (automatic optimisation), or one per batch of a list (by hand)."""
         if self.automatic_optimization:
-            return self._tracked_loss(batch)
+            return self._tracked_loss(batch)  # type: ignore[arg-type]
         optimizer = self.optimizers()
         for part in batch:
             loss = self._tracked_loss(part)
@@ -119,49 +171,47 @@ class RecommenderTask(L.LightningModule, Recommender):
         if self._loss_rows:
             self.log("train/loss", self._loss_sum / self._loss_rows, prog_bar=True)
 
-    # ------------------------------------------------------------------------------------------ scoring
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """``[B, n_items]`` scores; item states are encoded once per parameter version and reused across chunks."""
-        with torch.no_grad():
-            items = self._item_state()
-            return self.model.all_scores(self.model.encode("user", users.to(self.device)), items)
-
-    def _item_state(self) -> State:
-        version = (self.global_step, id(self.model.embeddings))
-        if self._item_cache is None or self._item_cache[0] != version or self.training:
-            ids = torch.arange(self.n_items, device=self.device)
-            self._item_cache = (version, self.model.encode("item", ids))
-        return self._item_cache[1]
-
-    def observed_scores(self, part: Interactions, chunk: int = 65536) -> np.ndarray:
-        """``[len(part)]`` float64 scores of a split's own (user, item) rows, in eval mode and chunks."""
+    def example_losses(self, part: Interactions, batch_size: int = 4096) -> torch.Tensor:
+        """``[N]`` `losses` of every training example built from ``part``, in order, in eval mode, no gradient."""
+        examples = self.training_examples(part)
+        n = len(next(iter(examples.values()))) if isinstance(examples, dict) else len(examples)
         was_training = self.training
         self.eval()
-        users = torch.from_numpy(part.frame["user"].to_numpy().copy()).to(self.device)
-        items = torch.from_numpy(part.frame["item"].to_numpy().copy()).to(self.device)
+        out = []
         with torch.no_grad():
-            scores = [self.model.score_pairs(u, i) for u, i in zip(users.split(chunk), items.split(chunk))]
+            for start in range(0, n, batch_size):
+                rows = range(start, min(n, start + batch_size))
+                if isinstance(examples, dict):
+                    batch: Any = {k: v[start : start + batch_size].to(self.device) for k, v in examples.items()}
+                else:
+                    batch = [examples[i] for i in rows]
+                out.append(self.losses(self.collate(batch)).cpu())
         self.train(was_training)
-        return torch.cat(scores).cpu().numpy().astype(np.float64)
+        return torch.cat(out) if out else torch.zeros(0)
 
-    def evaluate_split(self, part: Interactions, exclude: list[Interactions], k: Sequence[int] | None = None) -> Evaluation:
-        """The shared evaluator on ``part``; under data parallelism each rank ranks an equal share of the users
-        and the per-user results are gathered, so every rank returns the same `Evaluation`."""
+    # ------------------------------------------------------------------------------------------ judging
+    def judge(self, part: Interactions, exclude: list[Interactions], k: Sequence[int] | None = None,
+              users: np.ndarray | None = None) -> Evaluation:  # fmt: skip
+        """The one judge of a trained task: the shared evaluator's ranking metrics on ``part`` (``exclude`` never
+        ranked) plus the task's `point_metrics`, in one `Evaluation`. Under data parallelism each rank ranks an
+        equal share of the users and the per-user results are gathered, so every rank returns the same result."""
         was_training = self.training
         self.eval()
-        self._item_cache = None
         try:
             ks = tuple(k or self.eval_k)
             world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
             if world == 1:
-                return evaluate(self, part, exclude=exclude, k=ks, batch_size=self.eval_batch_size)
-            return self._evaluate_distributed(part, exclude, ks, world)
+                ev = evaluate(self, part, exclude=exclude, k=ks, batch_size=self.eval_batch_size, users=users)
+            else:
+                ev = self._evaluate_distributed(part, exclude, ks, world, users)
+            extra = self.point_metrics(part)
+            return replace(ev, summary={**ev.summary, **extra}) if extra else ev
         finally:
-            self._item_cache = None
             self.train(was_training)
 
-    def _evaluate_distributed(self, part: Interactions, exclude: list[Interactions], ks, world: int) -> Evaluation:
-        users = np.unique(part.frame["user"].to_numpy())
+    def _evaluate_distributed(self, part: Interactions, exclude: list[Interactions], ks, world: int,
+                              subset: np.ndarray | None) -> Evaluation:  # fmt: skip
+        users = np.unique(part.frame["user"].to_numpy()) if subset is None else np.unique(subset)
         shares = np.array_split(users, world)
         mine = shares[dist.get_rank()]
         size = max(len(s) for s in shares)
@@ -178,17 +228,29 @@ class RecommenderTask(L.LightningModule, Recommender):
         notes = ["catalogue metrics omitted: users were ranked on separate processes"]
         return Evaluation(summary=summary, per_user=per_user, ks=local.ks, mode=local.mode, notes=notes)
 
-    # ------------------------------------------------------------------------------------------ evaluation
+    def validation_user_sample(self) -> np.ndarray | None:
+        """The fixed validation users of ``val_users`` (codes, drawn once from ``seed``), or None for all."""
+        if self.val_users is None:
+            return None
+        assert self.valid_ is not None
+        users = np.unique(self.valid_.frame["user"].to_numpy())
+        if self.val_users >= len(users):
+            return None
+        return np.sort(np.random.default_rng(self.seed).choice(users, self.val_users, replace=False))
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         assert self.valid_ is not None
-        ev = self.evaluate_split(self.valid_, [self.train_data])
-        shown = {f"val/{k}" for k in ("ndcg@10", "recall@10") if k in ev.summary}
+        sample = self.validation_user_sample()
+        ev = self.judge(self.valid_, [self.train_data], users=sample)
+        shown = {self.monitor, "val/ndcg@10", "val/recall@10"}
         for name, value in ev.summary.items():
             self.log(f"val/{name}", value, prog_bar=f"val/{name}" in shown, batch_size=1)
+        if sample is not None:
+            self.log("val/users", float(len(sample)), batch_size=1)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        assert self.valid_ is not None
-        ev = self.evaluate_split(self.test_, [self.train_data, self.valid_])
+        assert self.valid_ is not None and self.test_ is not None
+        ev = self.judge(self.test_, [self.train_data, self.valid_])
         self.test_evaluation_ = ev
         self.log_dict({f"test/{k}": v for k, v in ev.summary.items()}, batch_size=1)
 
@@ -204,22 +266,71 @@ class RecommenderTask(L.LightningModule, Recommender):
         max_epochs: int = 300,
         patience: int = 10,
         batch_size: int = 2048,
-        batches_per_step: int = 16,
         progress: bool = False,
         **trainer_kwargs: Any,
     ) -> Self:
-        """Train on ``train``; with ``valid``, early-stop on validation NDCG@10 and keep the best epoch's weights.
+        """Train on ``train``; with ``valid``, early-stop on the task's ``monitor`` and keep the best epoch's weights.
 
         A convenience over Lightning for the Python API and `recsys benchmark`; `recsys fit` runs the same
-        module through LightningCLI. ``batches_per_step`` batches share one Lightning step (one optimiser step
-        each), which halves an MF-BPR epoch.
-        """
-        from recsys.tasks.training import fit_task
+        module through LightningCLI. ``trainer_kwargs`` go to the `lightning.Trainer` (e.g.
+        ``check_val_every_n_epoch``, ``strategy``)."""
+        return fit_task(self, train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
+                        progress=progress, **trainer_kwargs)  # fmt: skip
 
-        return fit_task(
-            self, train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
-            batches_per_step=batches_per_step, progress=progress, **trainer_kwargs,
-        )  # fmt: skip
+    def params(self) -> dict:
+        return {"task": type(self).__name__, **dict(self.hparams)}
+
+
+class PairModelTask(RecommenderTask):
+    """A task over a `PairModel` (MF, NeuMF, FM, DeepFM): the model is built against the data's feature space
+    (with side features when the model uses them) and scores every item from one item encoding per evaluation.
+
+    Args:
+        model: the scoring module.
+        kwargs: `RecommenderTask`'s training and judging arguments (``lr``, ``seed``, ``batches_per_step``, …).
+    """
+
+    def __init__(self, model: PairModel, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self._item_cache: tuple[tuple[int, int], State] | None = None
+
+    def build(self, data: InteractionsDataModule) -> None:
+        self.model.build(feature_space(data.train, side_features=self.model.uses_side_features))
+
+    # ------------------------------------------------------------------------------------------ scoring
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """``[B, n_items]`` scores; item states are encoded once per parameter version and reused across chunks."""
+        with torch.no_grad():
+            items = self._item_state()
+            return self.model.all_scores(self.model.encode("user", users.to(self.device)), items)
+
+    def _item_state(self) -> State:
+        version = (self.global_step, id(self.model.embeddings))
+        if self._item_cache is None or self._item_cache[0] != version or self.training:
+            ids = torch.arange(self.n_items, device=self.device)
+            self._item_cache = (version, self.model.encode("item", ids))
+        return self._item_cache[1]
+
+    def judge(self, part: Interactions, exclude: list[Interactions], k: Sequence[int] | None = None,
+              users: np.ndarray | None = None) -> Evaluation:  # fmt: skip
+        self._item_cache = None  # a judgement encodes the items afresh, and keeps no cache after
+        try:
+            return super().judge(part, exclude, k, users)
+        finally:
+            self._item_cache = None
+
+    def observed_scores(self, part: Interactions, chunk: int = 65536) -> np.ndarray:
+        """``[len(part)]`` float64 scores of a split's own (user, item) rows, in eval mode and chunks."""
+        was_training = self.training
+        self.eval()
+        users = torch.from_numpy(part.frame["user"].to_numpy().copy()).to(self.device)
+        items = torch.from_numpy(part.frame["item"].to_numpy().copy()).to(self.device)
+        with torch.no_grad():
+            scores = [self.model.score_pairs(u, i) for u, i in zip(users.split(chunk), items.split(chunk))]
+        self.train(was_training)
+        return torch.cat(scores).cpu().numpy().astype(np.float64)
 
     def params(self) -> dict:
         model_params = {k: v for k, v in vars(self.model).items() if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple))}

@@ -1,10 +1,10 @@
 """`RelMFTask`: pointwise learning over every user–item pair with a missing-not-at-random estimator (Rel-MF).
 
-The data module serves the whole users × items grid (``pairs: all``), labelled 1 where a training interaction
-exists; each optimiser step weighs its pairs' local losses by the chosen estimator (`recsys.mnar.estimators`):
-naive, WMF, IPS (Rel-MF, Saito et al. 2020) or clipped IPS, with propensities from a `Propensity` model.
+The task's training examples are the whole users × items grid, labelled 1 where a training interaction exists;
+each optimiser step weighs its pairs' local losses by the chosen estimator (`recsys.mnar.estimators`): naive,
+WMF, IPS (Rel-MF, Saito et al. 2020) or clipped IPS, with propensities from a `Propensity` model.
 
-With ``data.batches_per_step`` set to cover an epoch, `RecommenderTask` steps the optimiser by hand through the
+With ``batches_per_step`` set to cover an epoch (the default), the task steps the optimiser by hand through the
 epoch's batches inside one Lightning step, so Lightning's per-step overhead (about as long as a whole step at
 batch 4096) is paid once per epoch (`scripts/bench_mnar.py`).
 """
@@ -12,19 +12,20 @@ batch 4096) is paid once per epoch (`scripts/bench_mnar.py`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self, Sequence
+from typing import Any, Literal, Self
 
 import torch
 
+from recsys.data.examples import all_pairs
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
-from recsys.mnar.estimators import ESTIMATORS, LOCAL_LOSSES, estimator_loss
+from recsys.mnar.estimators import ESTIMATORS, LOCAL_LOSSES, estimator_loss, local_losses, pair_weights
 from recsys.mnar.propensity import Propensity
 from recsys.models.base import PairModel
-from recsys.tasks.base import RecommenderTask
+from recsys.tasks.base import Batch, PairModelTask
 
 
-class RelMFTask(RecommenderTask):
+class RelMFTask(PairModelTask):
     """MF (or any `PairModel`) trained on all pairs with a naive, WMF, IPS or clipped-IPS pointwise loss.
 
     Args:
@@ -35,7 +36,8 @@ class RelMFTask(RecommenderTask):
         clip: M of ``clipped_ips`` (θ ← max(θ, M)).
         positive_weight: c of ``wmf``.
         loss: local loss, ``log`` (cross-entropy) or ``squared`` (as the authors' real-data code).
-        lr, weight_decay, optimizer, eval_k, eval_batch_size, seed: as `RecommenderTask`.
+        batches_per_step: as `RecommenderTask`; by default a whole epoch in one Lightning step.
+        kwargs: `RecommenderTask`'s other training and judging arguments.
     """
 
     def __init__(
@@ -46,56 +48,60 @@ class RelMFTask(RecommenderTask):
         clip: float = 0.0,
         positive_weight: float = 1.0,
         loss: Literal["log", "squared"] = "log",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        eval_k: Sequence[int] = (10, 20),
-        eval_batch_size: int = 1024,
-        seed: int = 2026,
+        batches_per_step: int = 1_000_000,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, lr, weight_decay, optimizer, eval_k, eval_batch_size, seed)
-        self.save_hyperparameters(ignore=["model", "propensity"])
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
         if loss not in LOCAL_LOSSES:
             raise ValueError(f"loss must be one of {LOCAL_LOSSES}, got {loss!r}")
         if estimator in ("ips", "clipped_ips") and propensity is None:
             raise ValueError(f"estimator {estimator!r} needs a propensity model (e.g. PopularityPropensity(eta=0.5))")
+        super().__init__(model, batches_per_step=batches_per_step, **kwargs)
+        self.save_hyperparameters(ignore=["model", "propensity"])
         self.estimator, self.propensity, self.clip = estimator, propensity, clip
         self.positive_weight, self.local_loss = positive_weight, loss
         self.theta_: torch.Tensor | None = None
 
-    def attach(self, data: InteractionsDataModule) -> None:
-        super().attach(data)
-        if data.pairs != "all":
-            raise ValueError(
-                "RelMFTask trains on every user-item pair: set the data module's pairs: all "
-                "(and batches_per_step to hand an epoch's batches to one step)"
-            )
+    def build(self, data: InteractionsDataModule) -> None:
+        super().build(data)
         if self.propensity is not None and self.estimator in ("ips", "clipped_ips"):
             if not self.propensity.fitted:
                 self.propensity.fit(data.train)
-            grid = InteractionsDataModule.all_pairs(data.train)
+            grid = all_pairs(data.train)
             self.theta_ = self.propensity.pairs(grid["user"], grid["item"]).to(torch.float32)  # [U·I]
             if self.estimator == "ips" and bool((grid["label"][self.theta_ <= 0] > 0).any()):
                 raise ValueError("a training interaction has propensity 0: IPS would divide by zero (use clipped_ips)")
+
+    def training_examples(self, train: Interactions) -> dict[str, torch.Tensor]:
+        """Every user × item pair of the training grid, labelled by the training interactions."""
+        return all_pairs(train)
 
     def on_fit_start(self) -> None:
         if self.propensity is not None and self.trainer.loggers and self.trainer.is_global_zero:
             self.propensity.save(Path(self.trainer.log_dir) / "propensity.parquet")
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _weighted(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         users, items = batch["user"], batch["item"]
         logits = self.model.score_pairs(users, items)  # [B]
         theta = None if self.theta_ is None else self.theta_.to(users.device)[users * self.n_items + items]
+        return logits, theta
+
+    def losses(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` each pair's estimator-weighted local loss w1·δ1 + w0·δ0."""
+        logits, theta = self._weighted(batch)
+        w1, w0 = pair_weights(batch["label"], theta, self.estimator, positive_weight=self.positive_weight, clip=self.clip)
+        d1, d0 = local_losses(logits, self.local_loss)
+        return w1 * d1 + w0 * d0
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """The estimator's normalised batch loss (`estimator_loss`: WMF divides by its weighted count)."""
+        logits, theta = self._weighted(batch)
         return estimator_loss(
             logits, batch["label"], theta, self.estimator, loss=self.local_loss,
             positive_weight=self.positive_weight, clip=self.clip,
         )  # fmt: skip
 
-    def fit(
-        self, train: Interactions, valid: Interactions | None = None, *, batch_size: int = 4096,
-        batches_per_step: int = 1_000_000, **kwargs: Any,
-    ) -> Self:  # fmt: skip
+    def fit(self, train: Interactions, valid: Interactions | None = None, *, batch_size: int = 4096, **kwargs: Any) -> Self:
         """`RecommenderTask.fit` over all pairs of ``train``'s grid (an epoch per Lightning step by default)."""
-        return super().fit(train, valid, batch_size=batch_size, batches_per_step=batches_per_step, pairs="all", **kwargs)
+        return super().fit(train, valid, batch_size=batch_size, **kwargs)

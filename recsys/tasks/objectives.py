@@ -1,116 +1,159 @@
-"""Training objectives as `RecommenderTask`s: pairwise BPR, pointwise BCE with sampled negatives, MSE on explicit
-ratings, and BCE on click-style labels (evaluated by AUC and log loss)."""
+"""Training objectives of pair models as tasks: pairwise BPR, pointwise BCE with sampled negatives, MSE on explicit
+ratings, and BCE on click-style labels (judged by AUC and log loss beside the ranking metrics)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys.data.examples import observed_pairs
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.data.sampling import NegativeSampler
 from recsys.models.base import PairModel
-from recsys.tasks.base import RecommenderTask
+from recsys.tasks.base import Batch, PairModelTask
 
 
-class _SampledNegatives(RecommenderTask):
-    """Shared by objectives that contrast observed items with sampled unobserved ones."""
+class SampledNegativesTask(PairModelTask):
+    """Shared by objectives that contrast observed items with sampled unobserved ones.
+
+    Args:
+        model: the scoring module.
+        negatives: sampled negatives per positive.
+        negative_distribution: ``uniform`` or in proportion to training ``popularity``.
+        kwargs: `RecommenderTask`'s training and judging arguments.
+    """
 
     def __init__(
         self,
         model: PairModel,
         negatives: int = 1,
         negative_distribution: Literal["uniform", "popularity"] = "uniform",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        eval_k: Sequence[int] = (10, 20),
-        eval_batch_size: int = 1024,
-        seed: int = 2026,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, lr, weight_decay, optimizer, eval_k, eval_batch_size, seed)
+        if negatives < 1:
+            raise ValueError(f"negatives must be >= 1, got {negatives}")
+        super().__init__(model, **kwargs)
         self.negatives, self.negative_distribution = negatives, negative_distribution
 
-    def attach(self, data: InteractionsDataModule) -> None:
-        super().attach(data)
+    def build(self, data: InteractionsDataModule) -> None:
+        super().build(data)
         self.sampler = NegativeSampler(self.seen(), distribution=self.negative_distribution)
+
+    def training_examples(self, train: Interactions) -> dict[str, torch.Tensor]:
+        """The observed training pairs; negatives are drawn per batch."""
+        return observed_pairs(train)
 
     def sample(self, users: torch.Tensor) -> torch.Tensor:
         """``[B, negatives]`` items the users did not interact with in training."""
         return self.sampler.sample(users.cpu(), self.negatives, self.generator()).to(users.device)
 
-    def candidate_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B, 1 + negatives]`` scores: each positive followed by its sampled negatives."""
-        users, items = batch["user"], batch["item"]
-        candidates = torch.cat([items[:, None], self.sample(users)], dim=1)
-        return self.model.score_candidates(users, candidates)
 
-
-class BPRTask(_SampledNegatives):
+class BPRTask(SampledNegativesTask):
     """Bayesian personalised ranking: −log σ(s(u, i) − s(u, j)) with ``negatives`` sampled j per positive."""
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def losses(self, batch: Batch) -> torch.Tensor:
+        """``[B]``: each positive's BPR loss, averaged over its negatives."""
         users, items = batch["user"], batch["item"]
-        return -F.logsigmoid(self.model.score_margins(users, items, self.sample(users))).mean()  # margins [B, k]
+        return -F.logsigmoid(self.model.score_margins(users, items, self.sample(users))).mean(1)  # margins [B, k]
 
 
-class BCETask(_SampledNegatives):
+class BCETask(SampledNegativesTask):
     """Pointwise binary cross-entropy: observed pairs labelled 1, ``negatives`` sampled pairs per positive 0."""
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        scores = self.candidate_scores(batch)  # [B, 1 + negatives], the positive first
+    def losses(self, batch: Batch) -> torch.Tensor:
+        """``[B]``: the mean BCE of each positive and its negatives."""
+        users, items = batch["user"], batch["item"]
+        candidates = torch.cat([items[:, None], self.sample(users)], dim=1)
+        scores = self.model.score_candidates(users, candidates)  # [B, 1 + negatives], the positive first
         labels = torch.zeros_like(scores)
         labels[:, 0] = 1.0
-        return F.binary_cross_entropy_with_logits(scores, labels)
+        return F.binary_cross_entropy_with_logits(scores, labels, reduction="none").mean(1)
 
 
-class MSETask(RecommenderTask):
-    """Squared error on explicit ratings of observed pairs; validation logs RMSE beside the ranking metrics."""
+class MSETask(PairModelTask):
+    """Squared error on explicit ratings of observed pairs; judged by RMSE (``val/rmse``) beside the ranking
+    metrics."""
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "rating" not in batch:
-            raise ValueError("MSETask needs a dataset with ratings")
-        return F.mse_loss(self.model.score_pairs(batch["user"], batch["item"]), batch["rating"])
+    def training_examples(self, train: Interactions) -> dict[str, torch.Tensor]:
+        if not train.has_rating:
+            raise ValueError(f"MSETask needs a dataset with ratings; {train.name} has none")
+        return observed_pairs(train)
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        super().validation_step(batch, batch_idx)
-        self.log("val/rmse", self.rmse(self.valid_), batch_size=1)
+    def losses(self, batch: Batch) -> torch.Tensor:
+        return (self.model.score_pairs(batch["user"], batch["item"]) - batch["rating"]) ** 2
 
-    def rmse(self, part: Interactions) -> float:
+    def point_metrics(self, part: Interactions) -> dict[str, float]:
         """Root mean squared error of the predicted ratings of a split's observed pairs."""
+        if part.frame.is_empty() or not part.has_rating:
+            return {}
         predicted = self.observed_scores(part)
-        return float(np.sqrt(np.mean((predicted - part.frame["rating"].to_numpy()) ** 2)))
+        return {"rmse": float(np.sqrt(np.mean((predicted - part.frame["rating"].to_numpy()) ** 2)))}
 
 
-class ClickTask(RecommenderTask):
-    """Binary cross-entropy on click-style labels of observed pairs (e.g. rating ≥ 4 → 1).
+class ClickTask(PairModelTask):
+    """Binary cross-entropy on click-style labels of observed pairs (rating ≥ ``label_threshold`` → 1), monitored
+    by validation AUC; the judge reports AUC and log loss over the split's labelled pairs beside the ranking
+    metrics.
 
-    Validation and test report AUC and log loss over the split's labelled pairs (``val/auc``, ``test/auc``)."""
+    Args:
+        model: the scoring module.
+        label_threshold: ratings at or above it are clicks (RecBole's labeled protocol uses 4 on ML-100k).
+        kwargs: `RecommenderTask`'s training and judging arguments.
+    """
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "label" not in batch:
-            raise ValueError("ClickTask needs labels: set the data module's label_threshold")
-        return F.binary_cross_entropy_with_logits(self.model.score_pairs(batch["user"], batch["item"]), batch["label"])
+    monitor: ClassVar[str] = "val/auc"
 
-    def attach(self, data: InteractionsDataModule) -> None:
-        super().attach(data)
-        self.label_threshold = data.label_threshold
+    def __init__(self, model: PairModel, label_threshold: float = 4.0, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.label_threshold = label_threshold
 
-    def click_metrics(self, part: Interactions) -> dict[str, float]:
+    def training_examples(self, train: Interactions) -> dict[str, torch.Tensor]:
+        return observed_pairs(train, label_threshold=self.label_threshold)
+
+    def losses(self, batch: Batch) -> torch.Tensor:
+        logits = self.model.score_pairs(batch["user"], batch["item"])
+        return F.binary_cross_entropy_with_logits(logits, batch["label"], reduction="none")
+
+    def point_metrics(self, part: Interactions) -> dict[str, float]:
         """AUC and log loss of the model's click probabilities on a labelled split."""
         from sklearn.metrics import log_loss, roc_auc_score
 
-        labels = (part.frame["rating"].to_numpy() >= self.label_threshold).astype(np.float64)
+        if part.frame.is_empty():
+            return {}
+        labels = observed_pairs(part, label_threshold=self.label_threshold)["label"].numpy().astype(np.float64)
         probs = 1.0 / (1.0 + np.exp(-self.observed_scores(part)))
         return {"auc": float(roc_auc_score(labels, probs)), "logloss": float(log_loss(labels, probs, labels=[0, 1]))}
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self.log_dict({f"val/{k}": v for k, v in self.click_metrics(self.valid_).items()}, prog_bar=True, batch_size=1)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        metrics = self.click_metrics(self.test_)
-        self.test_metrics_ = metrics
-        self.log_dict({f"test/{k}": v for k, v in metrics.items()}, batch_size=1)
+OBJECTIVES: dict[str, type[PairModelTask]] = {"bpr": BPRTask, "bce": BCETask, "mse": MSETask, "click": ClickTask}
+"""The objectives `fit` knows by name (a user's own task class is passed as ``objective`` itself)."""
+
+
+def fit(
+    model: PairModel,
+    train: Interactions,
+    valid: Interactions | None = None,
+    *,
+    objective: str | type[PairModelTask] = "bpr",
+    seed: int = 2026,
+    task_kwargs: dict[str, Any] | None = None,
+    **fit_kwargs: Any,
+) -> PairModelTask:
+    """Train a pair model with an objective (``bpr``, ``bce``, ``mse``, ``click`` or a task class); returns the
+    fitted task, a `Recommender`. ``recsys.fit(recsys.models.MF(64), train, valid)`` is MF-BPR with early stopping
+    on validation NDCG@10; ``objective="click"`` early-stops on validation AUC.
+
+    Args:
+        task_kwargs: the task's own arguments (``negatives``, ``lr``, ``label_threshold``, …).
+        fit_kwargs: `RecommenderTask.fit`'s (``max_epochs``, ``patience``, ``batch_size``, trainer arguments).
+    """
+    if isinstance(objective, str):
+        if objective not in OBJECTIVES:
+            raise KeyError(f"unknown objective {objective!r}; choose one of {sorted(OBJECTIVES)} or pass a task class")
+        objective = OBJECTIVES[objective]
+    task = objective(model, seed=seed, **(task_kwargs or {}))
+    return task.fit(train, valid, **fit_kwargs)

@@ -1,9 +1,8 @@
 """`SequentialTask`: next-item training of a sequence model (SASRec) on whole sequences with a causal mask, every
 position predicting its next item, with cross-entropy over all items or BCE against sampled negatives.
 
-Batches are the data module's sequence windows (``InteractionsDataModule(sequence_length=model.max_len)``):
-one pass over them visits every training transition once, where RecBole trains on each prefix as a separate
-sample. The task is a `SequentialRecommender`: it scores a user from the history it is conditioned on
+The task's training examples are per-user sequence windows of the model's ``max_len``: one pass over them visits
+every training transition once, where RecBole trains on each prefix as a separate sample. The task is a `SequentialRecommender`: it scores a user from the history it is conditioned on
 (training sequences for validation; training + validation for the test, see `test_step`). The same module is
 DEALRec's surrogate (BCE, one negative per position).
 """
@@ -15,13 +14,13 @@ from typing import Any, Literal, Self, Sequence
 import torch
 import torch.nn.functional as F
 
-from recsys.baselines.tgh import TGH
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.data.sequences import IGNORE
 from recsys.models.sasrec import SASRec
 from recsys.sequential import SequentialRecommender
-from recsys.tasks.base import RecommenderTask
+from recsys.data.examples import sequence_windows
+from recsys.tasks.base import Batch, RecommenderTask
 
 
 class SequentialTask(RecommenderTask, SequentialRecommender):
@@ -32,48 +31,35 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
         loss: ``ce`` (softmax cross-entropy over every item, RecBole's default) or ``bce`` (``negatives``
             uniform negatives per position, resampled when one hits the position's target; DEALRec's surrogate).
         negatives: negatives per position for ``bce``.
-        lr, weight_decay, optimizer, eval_k, eval_batch_size, seed: as `RecommenderTask`.
+        kwargs: `RecommenderTask`'s training and judging arguments (``lr``, ``seed``, ``val_users``, …).
     """
 
-    def __init__(
-        self,
-        model: SASRec,
-        loss: Literal["ce", "bce"] = "ce",
-        negatives: int = 1,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        eval_k: Sequence[int] = (10, 20),
-        eval_batch_size: int = 1024,
-        seed: int = 2026,
-    ) -> None:
+    def __init__(self, model: SASRec, loss: Literal["ce", "bce"] = "ce", negatives: int = 1, **kwargs: Any) -> None:
         if loss not in ("ce", "bce"):
             raise ValueError(f"loss must be 'ce' or 'bce', got {loss!r}")
         if negatives < 1:
             raise ValueError(f"negatives must be >= 1, got {negatives}")
-        super().__init__(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer, eval_k=eval_k,  # type: ignore[arg-type]
-                         eval_batch_size=eval_batch_size, seed=seed)  # fmt: skip
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
         self.loss_name, self.negatives = loss, negatives
 
     # ------------------------------------------------------------------------------------------ set-up
-    def attach(self, data: InteractionsDataModule) -> None:
-        if data.sequence_length != self.model.max_len:
-            raise ValueError(
-                f"data.sequence_length ({data.sequence_length}) must equal the model's max_len ({self.model.max_len}): "
-                "set `data: {sequence_length: ...}` in the config"
-            )
+    def build(self, data: InteractionsDataModule) -> None:
         self.model.build(data.train.n_items)
-        self._remember(data.train)
-        self.valid_, self.test_ = data.valid, data.test
+
+    def training_examples(self, train: Interactions) -> dict[str, torch.Tensor]:
+        """Sequence windows ``input``, ``target`` ``[W, max_len]`` of the training sequences."""
+        return sequence_windows(train, self.model.max_len)
 
     # ------------------------------------------------------------------------------------------ training
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean next-item loss over the non-padded positions of ``input`` / ``target`` ``[B, L]``."""
+    def position_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next-item loss of every non-padded position ``[P]``, and the mask ``[B, L]`` that picked them."""
         hidden = self.model(batch["input"])  # [B, L, d]
         real = batch["target"] != IGNORE
         states, targets = hidden[real], batch["target"][real]  # [P, d], [P]
         if self.loss_name == "ce":
-            return F.cross_entropy(states @ self.model.item_vectors().T, targets)
+            return F.cross_entropy(states @ self.model.item_vectors().T, targets, reduction="none"), real
         negatives = torch.randint(0, self.n_items, (len(targets), self.negatives), generator=self.generator())
         clash = negatives == targets[:, None]
         negatives[clash] = (negatives[clash] + 1) % self.n_items  # never the position's own target
@@ -82,7 +68,18 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
         logits = (vectors * states[:, None, :]).sum(-1)
         labels = torch.zeros_like(logits)
         labels[:, 0] = 1.0
-        return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / len(targets)
+        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1), real
+
+    def losses(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` each window's mean next-item loss over its real positions."""
+        per_position, real = self.position_losses(batch)
+        window = torch.repeat_interleave(torch.arange(len(real), device=real.device), real.sum(1))
+        totals = torch.zeros(len(real), device=per_position.device).index_add_(0, window, per_position)
+        return totals / real.sum(1).clamp(min=1)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Mean next-item loss over all real positions of the batch (a long window weighs more than a short one)."""
+        return self.position_losses(batch)[0].mean()
 
     # ------------------------------------------------------------------------------------------ scoring
     def score(self, users: torch.Tensor) -> torch.Tensor:
@@ -109,52 +106,7 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
         progress: bool = False,
         **trainer_kwargs: Any,
     ) -> Self:
-        """Train on ``train``'s sequence windows; with ``valid``, early-stop on validation NDCG@10 (history =
-        train) and keep the best epoch's weights. The history is ``train`` afterwards."""
-        from recsys.tasks.training import fit_task
-
-        return fit_task(
-            self, train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
-            sequence_length=self.model.max_len, progress=progress, **trainer_kwargs,
-        )  # fmt: skip
-
-
-class TGHTask(RecommenderTask, SequentialRecommender):
-    """TGH as a Lightning module with no training step: `setup` builds the transition graph from the data module's
-    training split, and validation / test run the shared evaluator (test history = train + valid), so
-    ``recsys test --config experiments/ml-100k/tgh-1.yaml`` evaluates it like any trained model.
-
-    Args:
-        model: the heuristic (`recsys.baselines.tgh.TGH`).
-        eval_k, eval_batch_size: as `RecommenderTask`.
-    """
-
-    def __init__(self, model: TGH, eval_k: Sequence[int] = (10, 20), eval_batch_size: int = 1024) -> None:
-        super().__init__(model, eval_k=eval_k, eval_batch_size=eval_batch_size, seed=model.seed)  # type: ignore[arg-type]
-
-    def attach(self, data: InteractionsDataModule) -> None:
-        self.model.fit(data.train)
-        self._remember(data.train)
-        self.valid_, self.test_ = data.valid, data.test
-
-    def configure_optimizers(self) -> None:
-        return None
-
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise TypeError("TGH has no training objective: evaluate it with `recsys test` / `recsys validate`")
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """The heuristic's scores from this module's current history."""
-        return self.model.condition_on(self.history).score(users)
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        assert self.valid_ is not None
-        with self.conditioned_on(self.train_data, self.valid_):
-            super().test_step(batch, batch_idx)
-
-    def fit(self, train: Interactions, valid: Interactions | None = None, **_: Any) -> Self:
-        """No training: build the graph from ``train``."""
-        self.model.fit(train, valid)
-        self._remember(train)
-        self.valid_ = valid
-        return self
+        """`RecommenderTask.fit` with RecBole's sequential defaults (batch 128, at most 200 epochs); validation
+        scores from the training history. The history is ``train`` afterwards."""
+        return super().fit(train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
+                           progress=progress, **trainer_kwargs)  # fmt: skip

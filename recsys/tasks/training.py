@@ -1,4 +1,5 @@
-"""`fit_task`: train a `RecommenderTask` on given splits with early stopping and best-epoch weights, in memory."""
+"""`fit_task`: train a `RecommenderTask` on given splits with early stopping on its monitor and best-epoch weights,
+in memory (the Python API and `recsys benchmark`; `recsys fit` runs the same task through LightningCLI)."""
 
 from __future__ import annotations
 
@@ -58,13 +59,6 @@ def quiet_lightning() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def monitor_of(task: Any) -> str:
-    """The validation metric a task early-stops on."""
-    from recsys.tasks.objectives import ClickTask
-
-    return "val/auc" if isinstance(task, ClickTask) else "val/ndcg@10"
-
-
 def fit_task(
     task: Any,
     train: Interactions,
@@ -73,30 +67,21 @@ def fit_task(
     max_epochs: int = 300,
     patience: int = 10,
     batch_size: int = 2048,
-    label_threshold: float | None = None,
-    sequence_length: int | None = None,
-    batches_per_step: int = 1,
-    pairs: str = "observed",
     progress: bool = False,
     callbacks: list[L.Callback] | None = None,
     **trainer_kwargs: Any,
 ) -> Any:
-    """Seed, train and (with ``valid``) early-stop ``task``; the best validation epoch's weights are kept.
+    """Seed, train and (with ``valid``) early-stop ``task`` (a `RecommenderTask`) on its ``monitor``; the best
+    validation epoch's weights are kept (``task.best_weights_``), and the epochs run in ``task.epochs_trained_``.
 
-    ``callbacks`` are appended after the early-stopping and best-weights callbacks; ``sequence_length`` makes the
-    data module serve sequence windows (sequential tasks); ``batches_per_step`` > 1 hands that many batches to
-    each Lightning step; ``pairs="all"`` trains on every user × item pair (see `InteractionsDataModule`)."""
+    ``callbacks`` are appended after the early-stopping and best-weights callbacks; ``trainer_kwargs`` go to the
+    `lightning.Trainer` (e.g. ``check_val_every_n_epoch``)."""
     L.seed_everything(task.seed, verbose=False)
-    data = InteractionsDataModule.from_splits(
-        train, valid, batch_size=batch_size, seed=task.seed, side_features=task.model.uses_side_features,
-        label_threshold=label_threshold, sequence_length=sequence_length, batches_per_step=batches_per_step,
-        pairs=pairs,
-    )  # fmt: skip
+    data = InteractionsDataModule.from_splits(train, valid, batch_size=batch_size, seed=task.seed)
     own: list[L.Callback] = []
+    best = BestWeights(task.monitor, task.monitor_mode)
     if valid is not None:
-        monitor = monitor_of(task)
-        task.best_weights_ = BestWeights(monitor)
-        own = [L.pytorch.callbacks.EarlyStopping(monitor, mode="max", patience=patience), task.best_weights_]
+        own = [L.pytorch.callbacks.EarlyStopping(task.monitor, mode=task.monitor_mode, patience=patience), best]
     with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=max_epochs,
@@ -111,27 +96,7 @@ def fit_task(
             **trainer_kwargs,
         )
         trainer.fit(task, datamodule=data)
+    task.best_weights_ = best
     task.epochs_trained_ = trainer.current_epoch
     task.eval()
     return task
-
-
-def fit(
-    model: Any,
-    train: Interactions,
-    valid: Interactions | None = None,
-    *,
-    objective: str = "bpr",
-    seed: int = 2026,
-    task_kwargs: dict[str, Any] | None = None,
-    **fit_kwargs: Any,
-) -> Any:
-    """Train a scoring model with a named objective (``bpr``, ``bce``, ``mse``, ``click``); returns the fitted
-    task, a `Recommender`. ``recsys.fit(recsys.models.MF(64), train, valid)`` is MF-BPR with early stopping."""
-    from recsys.tasks.objectives import BCETask, BPRTask, ClickTask, MSETask
-
-    tasks = {"bpr": BPRTask, "bce": BCETask, "mse": MSETask, "click": ClickTask}
-    if objective not in tasks:
-        raise KeyError(f"unknown objective {objective!r}; choose one of {sorted(tasks)}")
-    task = tasks[objective](model, seed=seed, **(task_kwargs or {}))
-    return task.fit(train, valid, **fit_kwargs)

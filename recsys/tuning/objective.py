@@ -259,10 +259,8 @@ def retrain_and_test(spec: StudySpec, values: dict[str, Any], seed: int) -> tupl
     if spec.kind == "lightning":
         config = lightning_config(spec, values, seed=seed)
         fit = fit_lightning(config, f"val/{spec.metric}", spec.direction, keep_test=True)
-        ev = fit.task.evaluate_split(fit.data.test, [fit.data.train, fit.data.valid], k=spec.eval_k)
-        if hasattr(fit.task, "click_metrics"):  # click tasks: test AUC / log loss beside the ranking metrics
-            ev.summary.update(fit.task.click_metrics(fit.data.test))
-        params = {k: v for k, v in fit.task.params().items() if isinstance(v, (int, float, str, bool))}
+        ev = fit.task.judge(fit.data.test, [fit.data.train, fit.data.valid], k=spec.eval_k)
+        params = fit.task.params()
         timings = {"fit_s": fit.fit_s, "evaluate_s": ev.seconds, "epochs": fit.epochs}
         return ev, {"params": params, "timings": timings, "validation": {spec.metric: fit.best_value}}
     train, valid, test = splits(spec)
@@ -272,6 +270,6 @@ def retrain_and_test(spec: StudySpec, values: dict[str, Any], seed: int) -> tupl
     fit_s = time.perf_counter() - started
     ev = evaluate(model, test, exclude=[train, valid], k=spec.eval_k)
     validation = evaluate(model, valid, exclude=[train], k=spec.eval_k).summary.get(spec.metric)
-    params = {k: v for k, v in model.params().items() if isinstance(v, (int, float, str, bool))}
+    params = model.params()
     return ev, {"params": params, "timings": {"fit_s": fit_s, "evaluate_s": ev.seconds},
                 "validation": {spec.metric: validation}}
