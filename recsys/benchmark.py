@@ -20,7 +20,6 @@ from recsys.records import RunRecord, versions
 from recsys.recommender import Recommender
 from recsys.errors import RunError
 from recsys.runs import FittedRun, NamedRun, fit_run, judge, named_run
-from recsys.sequential import SequentialRecommender
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,6 @@ def run_benchmark(
             bar.set_description(f"{name} seed {seed}")
             fitted = _fit(factory, train, valid, seed)
             model = fitted.model
-            if isinstance(model, SequentialRecommender):
-                model.condition_on(train, valid)  # the test history includes the validation items
             ev = judge(model, test, [train, valid], ks)
             record = RunRecord(data.name, protocol, name, seed, model.params(), ev.summary,
                                {**fitted.timings, "evaluate_s": ev.seconds}, ev.mode, env)  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterable, Self
+from typing import ClassVar, Iterable, Self
 
 import numpy as np
 import polars as pl
@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.interactions import Interactions
+from recsys.data.sequences import Sequences
 from recsys.ranking import top_k
 
 
@@ -31,12 +32,18 @@ class Recommender(ABC):
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         """Learn from ``train`` (models that early-stop or select checkpoints use ``valid``); returns ``self``."""
 
+    uses_history: ClassVar[bool] = False
+    """Whether `score` reads the ``history`` of the query (sequential recommenders); the evaluator builds one only
+    for those."""
+
     @abstractmethod
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         """Scores of every item for a batch of users.
 
         Args:
             users: ``[B]`` int64 user codes of the training vocabulary.
+            history: the users' time-ordered item histories to score from (sequential recommenders; the training
+                sequences when None); recommenders that do not read histories ignore it.
 
         Returns:
             ``[B, n_items]`` float32 scores; higher is better.
@@ -74,8 +81,10 @@ class Recommender(ABC):
         *,
         exclude_seen: bool = True,
         batch_size: int = 1024,
+        history: Sequences | None = None,
     ) -> pl.DataFrame:
-        """Top-``k`` items for raw user ids (all training users when ``None``).
+        """Top-``k`` items for raw user ids (all training users when ``None``), scored from ``history`` (see
+        `score`).
 
         Returns a frame ``user, item, score, rank`` in raw ids, ``k`` rows per user (fewer only when the
         user has fewer unseen items), ranks starting at 1, ties by item code: the evaluator's lists.
@@ -89,7 +98,7 @@ class Recommender(ABC):
             codes = train.users.encode(pl.Series("user", list(users)), what="user").to_numpy()
         exclude = self.seen() if exclude_seen else None
         items, scores = top_k(
-            self.score, codes, min(k, train.n_items), exclude=exclude, batch_size=batch_size, labels=train.users.decode
+            lambda u: self.score(u, history), codes, min(k, train.n_items), exclude=exclude, batch_size=batch_size, labels=train.users.decode
         )
         shown = np.isfinite(scores).ravel()  # excluded slots of users with fewer than k rankable items
         rows = np.repeat(np.arange(len(codes)), items.shape[1])[shown]

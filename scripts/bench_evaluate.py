@@ -31,6 +31,7 @@ import torch
 import recsys
 from recsys.data.interactions import Interactions
 from recsys.recommender import Recommender
+from recsys.data.sequences import Sequences
 
 BATCH = 1024
 K = (10, 20)
@@ -49,7 +50,7 @@ class FactorModel(Recommender):
         self.items_ = torch.randn(train.n_items, self.dim, generator=gen)
         return self
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         return self.users_[users] @ self.items_.T
 
 

@@ -630,7 +630,6 @@ def sasrec_worker(seed: int, budget_s: float, output: Path, threads: int | None)
     if keeper.state is not None:
         task.load_state_dict(keeper.state)
     task.eval()
-    task.condition_on(train, valid)
     ev = recsys.evaluate(task, test, exclude=[train, valid], k=(10,))
     out = {
         "framework": "recsys", "recsys_source": recsys_source(), "torch_threads": torch.get_num_threads(),

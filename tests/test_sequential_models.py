@@ -11,6 +11,7 @@ import torch
 import recsys
 from recsys.baselines.tgh import TGH
 from recsys.benchmark import run_benchmark
+from recsys.data.sequences import Sequences
 from recsys.data.splits import leave_k_out
 from recsys.data.synthetic import synthetic_sequences
 from recsys.models.sasrec import SASRec
@@ -58,24 +59,28 @@ def test_both_objectives_learn_a_deterministic_cycle(loss) -> None:
     train, valid, test = leave_k_out(data, 1)
     task = SequentialTask(small_sasrec(), loss=loss, negatives=3, lr=0.02, seed=1)
     task.fit(train, None, max_epochs=20, batch_size=32)
-    task.condition_on(train, valid)
-    assert recsys.evaluate(task, test, k=(1,))["hit@1"] >= 0.9
+    history = Sequences.from_interactions(train, valid)
+    assert recsys.evaluate(task, test, k=(1,), history=history)["hit@1"] >= 0.9
 
 
-def test_history_conditioning_is_explicit_and_scoped() -> None:
+def test_history_travels_with_the_query_and_leaves_no_state() -> None:
     data = synthetic_sequences(n_users=40, n_items=30, length=6, branching=3, seed=2)
     train, valid, test = leave_k_out(data, 1)
     task = QuickSASRec(small_sasrec(), seed=0).fit(train, max_epochs=2)
     users = torch.arange(5)
     after_fit = task.score(users)
-    assert isinstance(task, SequentialRecommender)
-    with task.conditioned_on(train, valid):
-        assert task.history.lengths.tolist()[:5] == [5] * 5
-        assert not torch.allclose(task.score(users), after_fit)
-    assert task.history.lengths.tolist()[:5] == [4] * 5
-    torch.testing.assert_close(task.score(users), after_fit)
-    with pytest.raises(ValueError, match="vocabularies"):
-        task.condition_on(synthetic_sequences(n_users=3, n_items=5, length=3, branching=2, seed=1))
+    assert isinstance(task, SequentialRecommender) and task.uses_history
+    longer = Sequences.from_interactions(train, valid)
+    assert longer.lengths.tolist()[:5] == [5] * 5
+    assert not torch.allclose(task.score(users, longer), after_fit)
+    torch.testing.assert_close(task.score(users), after_fit)  # nothing was left behind
+    torch.testing.assert_close(task.score(users, Sequences.from_interactions(train)), after_fit)
+    with pytest.raises(ValueError, match="history covers"):
+        task.score(users, Sequences.from_interactions(synthetic_sequences(n_users=3, n_items=5, length=3, branching=2, seed=1)))
+    # the evaluator passes the excluded splits as the history: the same numbers as passing them by hand
+    by_default = recsys.evaluate(task, test, exclude=[train, valid], k=(5,))
+    by_hand = recsys.evaluate(task, test, exclude=[train, valid], k=(5,), history=longer)
+    assert by_default.summary == by_hand.summary
 
 
 def test_benchmark_conditions_sequential_models_on_train_and_valid() -> None:
@@ -83,9 +88,9 @@ def test_benchmark_conditions_sequential_models_on_train_and_valid() -> None:
     seen: dict[str, int] = {}
 
     class Probe(TGH):
-        def score(self, users):
-            seen["history"] = int(self.history.lengths[0])
-            return super().score(users)
+        def score(self, users, history=None):
+            seen["history"] = int(history.lengths[0])
+            return super().score(users, history)
 
     run_benchmark(data, protocol="loo", models={"probe": lambda seed: Probe(encoder="features")}, seeds=(1,), ks=(5,),
                   progress=False)  # fmt: skip
@@ -107,11 +112,12 @@ class TestSASRecContract(RecommenderContract):
 # ---------------------------------------------------------------------------------------------- synthetic targets
 def _tgh_and_sasrec_ndcg(data, epochs: int) -> tuple[float, float]:
     train, valid, test = leave_k_out(data, 1)
-    tgh = TGH("tgh-1", encoder="features").fit(train).condition_on(train, valid)
+    tgh = TGH("tgh-1", encoder="features").fit(train)
     sasrec = SequentialTask(SASRec(hidden_size=32, max_len=20, dropout=0.2, attention_dropout=0.2), lr=5e-3, seed=0)
-    sasrec.fit(train, None, max_epochs=epochs, batch_size=64).condition_on(train, valid)
+    sasrec.fit(train, None, max_epochs=epochs, batch_size=64)
     # the authors' protocol: full ranking, history not masked (synthetic walks may revisit items)
-    return recsys.evaluate(tgh, test, k=(10,))["ndcg@10"], recsys.evaluate(sasrec, test, k=(10,))["ndcg@10"]
+    history = Sequences.from_interactions(train, valid)
+    return tuple(recsys.evaluate(m, test, k=(10,), history=history)["ndcg@10"] for m in (tgh, sasrec))  # type: ignore[return-value]
 
 
 def test_tgh_beats_sasrec_on_low_branching_feature_smooth_sequences() -> None:

@@ -12,6 +12,7 @@ import torch
 from recsys.baselines.tgh import TGH, assemble
 from recsys.data.graph import edge_bonus, hop_rings, transition_counts
 from recsys.data.interactions import Interactions
+from recsys.data.sequences import Sequences
 from recsys.testing import RecommenderContract
 
 
@@ -161,15 +162,15 @@ def test_default_budgets_match_the_paper() -> None:
         TGH("tgh-3")  # type: ignore[arg-type]
 
 
-def test_conditioning_moves_the_source_to_the_newest_item(star) -> None:
+def test_a_longer_history_moves_the_source_to_the_newest_item(star) -> None:
     data, vecs = star
     model = TGH("tgh-1", budgets=(1,)).fit(data, vectors=vecs)
     user = data.users.encode(pl.Series(["d"])).to_numpy()  # history 0, 2 → source 2 → ring 1 {0}
     assert model.rank_lists(user)[0].tolist() == [0]
     extra = data.with_frame(pl.DataFrame({"user": user, "item": [1], "timestamp": [99]}))
-    with model.conditioned_on(data, extra):  # newest item 1 (80°) → ring 1 {4, 6, 7}, equal bonus → 6 (90°)
-        assert model.rank_lists(user)[0].tolist() == [6]
-    assert model.rank_lists(user)[0].tolist() == [0]
+    longer = Sequences.from_interactions(data, extra)  # newest item 1 (80°) → ring 1 {4, 6, 7}, equal bonus → 6 (90°)
+    assert model.rank_lists(user, longer)[0].tolist() == [6]
+    assert model.rank_lists(user)[0].tolist() == [0]  # the query's history leaves no state behind
 
 
 # ---------------------------------------------------------------------------------------------- contract
@@ -201,7 +202,7 @@ def test_tgh_lists_every_ml100k_user_in_under_two_seconds(ml100k) -> None:
     train, valid, _ = leave_k_out(ml100k, 1)
     for variant in ("tgh-1", "tgh-2"):
         model = TGH(variant, encoder="tfidf").fit(train)  # vectors computed (and cached) here
-        model.condition_on(train, valid)
+        history = Sequences.from_interactions(train, valid)
         started = time.perf_counter()
-        model.score(torch.arange(train.n_users))
+        model.score(torch.arange(train.n_users), history)
         assert time.perf_counter() - started < 2.0

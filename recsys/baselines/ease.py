@@ -9,6 +9,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.recommender import Recommender
+from recsys.data.sequences import Sequences
 
 
 class EASE(Recommender):
@@ -34,7 +35,7 @@ class EASE(Recommender):
         self.weights_ = b.to(torch.float32)
         return self
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         rows = self.seen()[users.numpy()].tocoo()
         dense = torch.zeros(len(users), self.n_items)
         dense[torch.from_numpy(rows.row).long(), torch.from_numpy(rows.col).long()] = 1.0

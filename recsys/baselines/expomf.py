@@ -25,6 +25,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.recommender import Recommender
+from recsys.data.sequences import Sequences
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class ExpoMF(Recommender):
         rhs = self.lambda_y * (weights * y) @ other  # [R, K]
         return torch.linalg.solve(gram, rhs)
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         if not hasattr(self, "theta_"):
             _ = self.train_data  # raises NotFittedError
         scores = self.theta_[users.cpu()] @ self.beta_.T  # [B, I]

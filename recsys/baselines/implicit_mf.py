@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from recsys.data.interactions import Interactions
 from recsys.recommender import Recommender
+from recsys.data.sequences import Sequences
 
 
 class _ImplicitFactors(Recommender):
@@ -32,7 +33,7 @@ class _ImplicitFactors(Recommender):
         self.item_factors_ = torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))
         return self
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         return self.user_factors_[users] @ self.item_factors_.T
 
 

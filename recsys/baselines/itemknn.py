@@ -10,6 +10,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.recommender import Recommender
+from recsys.data.sequences import Sequences
 
 
 class ItemKNN(Recommender):
@@ -57,7 +58,7 @@ class ItemKNN(Recommender):
         )
         return self
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         rows = self.seen()[users.numpy()]
         rows.data[:] = 1.0
         return torch.from_numpy((rows @ self.similarity_).toarray().astype(np.float32))

@@ -9,6 +9,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.recommender import Recommender
+from recsys.data.sequences import Sequences
 
 
 class Popularity(Recommender):
@@ -23,5 +24,5 @@ class Popularity(Recommender):
         self.counts_ = torch.from_numpy(train.item_counts().astype(np.float32))
         return self
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         return self.counts_.unsqueeze(0).repeat(len(users), 1)

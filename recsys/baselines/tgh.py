@@ -28,6 +28,7 @@ import torch
 
 from recsys.data.graph import edge_bonus, hop_rings, transition_counts
 from recsys.data.interactions import Interactions
+from recsys.data.sequences import Sequences
 from recsys.ranking import top_k_block
 from recsys.sequential import SequentialRecommender
 
@@ -111,7 +112,7 @@ class TGH(SequentialRecommender):
         from recsys.embeddings.text import item_vectors  # on use: recsys.embeddings loads torchrec
 
         self._remember(train)
-        a, b = self.history.transitions()
+        a, b = self.history_or_training(None).transitions()
         self.counts_ = transition_counts(a, b, train.n_items)
         self.rings_ = hop_rings(self.counts_, max(len(self.budgets), len(self.second_budgets)))
         self.bonus_ = edge_bonus(self.counts_)
@@ -124,27 +125,29 @@ class TGH(SequentialRecommender):
         return self
 
     # ------------------------------------------------------------------------------------------ lists
-    def rank_lists(self, users: np.ndarray) -> np.ndarray:
-        """``[B, list_length]`` item codes of each user's TGH list, best first."""
+    def rank_lists(self, users: np.ndarray, history: Sequences | None = None) -> np.ndarray:
+        """``[B, list_length]`` item codes of each user's TGH list from their ``history`` (the training sequences
+        when None), best first."""
         users = np.asarray(users, dtype=np.int64)
-        last = self.history.last_items(users, 2)  # [B, 2], -1 where the history is shorter
-        history = [self.history.of(int(u)) for u in users]  # each user's items, for filtering
-        first_picks = self._ring_picks(last[:, 1], len(self.budgets), sum(self.budgets), history)
+        known = self.history_or_training(history)
+        last = known.last_items(users, 2)  # [B, 2], -1 where the history is shorter
+        history_items = [known.of(int(u)) for u in users]  # each user's items, for filtering
+        first_picks = self._ring_picks(last[:, 1], len(self.budgets), sum(self.budgets), history_items)
         lists = []
         for row, user in enumerate(users):
-            used = set(history[row]) if self.filter_history else set()
+            used = set(history_items[row]) if self.filter_history else set()
             first = assemble([p[row] for p in first_picks], self.budgets, sum(self.budgets), self.nodes_,
                              random.Random(self.seed + int(user)), used)  # fmt: skip
             lists.append(first)
         if self.second_budgets:
             taken = [set(x) for x in lists]
             second_picks = self._ring_picks(
-                last[:, 0], len(self.second_budgets), sum(self.second_budgets), history, taken
+                last[:, 0], len(self.second_budgets), sum(self.second_budgets), history_items, taken
             )
             for row, user in enumerate(users):
                 if last[row, 0] < 0:  # history of one item: no second source, only padding
                     continue
-                used = taken[row] | (set(history[row]) if self.filter_history else set())
+                used = taken[row] | (set(history_items[row]) if self.filter_history else set())
                 lists[row] = lists[row] + assemble(
                     [p[row] for p in second_picks], self.second_budgets, sum(self.second_budgets), self.nodes_,
                     random.Random(self.seed + int(user)), used,
@@ -153,7 +156,7 @@ class TGH(SequentialRecommender):
         for row, user in enumerate(users):
             chosen = lists[row]
             if len(chosen) < self.list_length:  # tgh-2 without a second source: random padding to the full length
-                banned = set(chosen) | (set(history[row]) if self.filter_history else set())
+                banned = set(chosen) | (set(history_items[row]) if self.filter_history else set())
                 chosen = chosen + assemble([], [], self.list_length - len(chosen), self.nodes_,
                                            random.Random(self.seed + int(user)), banned)  # fmt: skip
             out[row] = (chosen + [-1] * self.list_length)[: self.list_length]  # -1: a catalogue too small to fill
@@ -186,15 +189,17 @@ class TGH(SequentialRecommender):
         return picks
 
     # ------------------------------------------------------------------------------------------ scoring
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """``[B, n_items]``: the TGH list scores ``L + 1 … 2`` (``L`` = list length, best first), every other item
-        its anchor cosine minus 2 (in ``[-3, -1]``), so the list always ranks first."""
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
+        """``[B, n_items]`` from each user's ``history`` (the training sequences when None): the TGH list scores
+        ``L + 1 … 2`` (``L`` = list length, best first), every other item its anchor cosine minus 2 (in
+        ``[-3, -1]``), so the list always ranks first."""
         codes = users.cpu().numpy().astype(np.int64)
-        last = self.history.last_items(codes, 1)[:, 0]
+        known = self.history_or_training(history)
+        last = known.last_items(codes, 1)[:, 0]
         has = last >= 0
         anchors = self.vectors_[np.where(has, last, 0)] * has[:, None]
         scores = anchors @ self.vectors_.T - 2.0
-        lists = self.rank_lists(codes)
+        lists = self.rank_lists(codes, known)
         rows, cols = np.nonzero(lists >= 0)
         scores[rows, lists[rows, cols]] = (self.list_length + 1 - cols).astype(np.float32)
         return torch.from_numpy(scores.astype(np.float32))

@@ -116,8 +116,7 @@ def history_dependence(
     full_history = Sequences.from_interactions(train, valid)
     per_user: dict[str, np.ndarray] = {}
     for length in lengths:
-        with model.conditioned_on(full_history.truncated(length)):
-            ev = evaluate(model, test, exclude=[train, valid], k=(10,))
+        ev = evaluate(model, test, exclude=[train, valid], k=(10,), history=full_history.truncated(length))
         per_user["all" if length is None else str(length)] = ev.per_user["ndcg@10"].to_numpy()
     out = {f"ndcg@10_last_{key}": bootstrap_mean(values, seed=seed) for key, values in per_user.items()}
     if "1" in per_user and "all" in per_user:

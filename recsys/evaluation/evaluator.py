@@ -3,6 +3,7 @@ run of recommendations, with per-user results kept for significance tests and sl
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ import torch
 
 from recsys.data.csr import binary_csr
 from recsys.data.interactions import Interactions, Vocabulary
+from recsys.data.sequences import Sequences
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
-from recsys.ranking import top_k
+from recsys.ranking import ScoreFn, top_k
 from recsys.recommender import Recommender
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ def evaluate(
     progress: bool = False,
     users: np.ndarray | None = None,
     propensity: Propensity | None = None,
+    history: Sequences | None = None,
 ) -> Evaluation:
     """Evaluate a recommender, or a run frame ``user, item, score`` of raw ids, against ``test``.
 
@@ -99,6 +102,9 @@ def evaluate(
         propensity: a `recsys.mnar.Propensity` (fitted on the model's training data when not fitted yet): adds
             IPS- and self-normalised-IPS-weighted metrics (``ips_dcg@K``, ``snips_recall@K``, …; models only;
             see `recsys.evaluation.unbiased`).
+        history: what a sequential model (``model.uses_history``) scores from. By default it is the excluded
+            interactions in time order — what the user did before the test: train for validation, train + valid
+            for a leave-one-out test — and the training sequences when nothing is excluded.
 
     Users with no test items are not evaluated. Test users a model cannot score are counted in
     ``skipped_users`` and logged; test items unknown to a model count as relevant but can never be hit.
@@ -116,7 +122,11 @@ def evaluate(
             raise ValueError("propensity-weighted evaluation needs a model (its codes), not a fixed run")
         result = _evaluate_run(model, test, exclude, ks)
     elif isinstance(model, Recommender):
-        result = _evaluate_model(model, test, exclude, ks, sampling, batch_size, progress, users)
+        score = model.score
+        if model.uses_history:
+            known = _query_history(model, exclude) if history is None else history
+            score = functools.partial(model.score, history=known)
+        result = _evaluate_model(model, score, test, exclude, ks, sampling, batch_size, progress, users)
     else:
         raise TypeError(f"evaluate() takes a Recommender or a polars run frame, not {type(model).__name__}")
     evaluation = _finish(*result, ks=ks, sampling=sampling, seconds=time.perf_counter() - started)
@@ -130,8 +140,20 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------------------------ model path
+def _query_history(model: Recommender, exclude: Sequence[Relevance]) -> Sequences | None:
+    """The history a sequential model is evaluated from: the excluded splits (train, valid) joined in time order."""
+    if not exclude:
+        return None
+    train = model.train_data
+    if not all(isinstance(p, Interactions) and p.users == train.users and p.items == train.items for p in exclude):
+        raise ValueError("a sequential model's history comes from the excluded splits, which must be Interactions of "
+                         "the model's dataset; pass history= explicitly otherwise")  # fmt: skip
+    return Sequences.from_interactions(*exclude)  # type: ignore[arg-type]
+
+
 def _evaluate_model(
     model: Recommender,
+    score: ScoreFn,
     test: Relevance,
     exclude: Sequence[Relevance],
     ks: tuple[int, ...],
@@ -154,7 +176,7 @@ def _evaluate_model(
     if sampling is not None:
         candidates = _sample_candidates(test_csr, exclude_csr, users, sampling, popularity)
     items, scores = top_k(
-        model.score, users, min(ks[-1], train.n_items), exclude=exclude_csr, candidates=candidates,
+        score, users, min(ks[-1], train.n_items), exclude=exclude_csr, candidates=candidates,
         batch_size=batch_size, progress=progress, labels=train.users.decode,
     )  # fmt: skip
     hits = _hits(items, scores, users, test_csr)

@@ -26,6 +26,7 @@ from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
 from recsys.tasks.training import fit_task
+from recsys.data.sequences import Sequences
 
 Batch = dict[str, torch.Tensor]
 
@@ -300,7 +301,7 @@ class PairModelTask(RecommenderTask):
         self.model.build(feature_space(data.train, side_features=self.model.uses_side_features))
 
     # ------------------------------------------------------------------------------------------ scoring
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         """``[B, n_items]`` scores; item states are encoded once per parameter version and reused across chunks."""
         with torch.no_grad():
             items = self._item_state()

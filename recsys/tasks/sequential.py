@@ -2,9 +2,10 @@
 position predicting its next item, with cross-entropy over all items or BCE against sampled negatives.
 
 The task's training examples are per-user sequence windows of the model's ``max_len``: one pass over them visits
-every training transition once, where RecBole trains on each prefix as a separate sample. The task is a `SequentialRecommender`: it scores a user from the history it is conditioned on
-(training sequences for validation; training + validation for the test, see `test_step`). The same module is
-DEALRec's surrogate (BCE, one negative per position).
+every training transition once, where RecBole trains on each prefix as a separate sample. The task is a
+`SequentialRecommender`: it scores a user from the query's history, which the evaluator passes (training sequences
+for validation; training + validation for the test). The same module is DEALRec's surrogate (BCE, one negative per
+position).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any, Literal, Self, Sequence
 import torch
 import torch.nn.functional as F
 
+from recsys.data.examples import sequence_windows
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
-from recsys.data.sequences import IGNORE
+from recsys.data.sequences import IGNORE, Sequences
 from recsys.models.sasrec import SASRec
 from recsys.sequential import SequentialRecommender
-from recsys.data.examples import sequence_windows
 from recsys.tasks.base import Batch, RecommenderTask
 
 
@@ -82,17 +83,13 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
         return self.position_losses(batch)[0].mean()
 
     # ------------------------------------------------------------------------------------------ scoring
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """``[B, n_items]``: the last hidden state of each user's (conditioned) history · every item vector."""
-        inputs = torch.from_numpy(self.history.padded(users.cpu().numpy(), self.model.max_len)).to(self.device)
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
+        """``[B, n_items]``: the last hidden state of each user's history (the query's, else the training
+        sequences) · every item vector."""
+        known = self.history_or_training(history)
+        inputs = torch.from_numpy(known.padded(users.cpu().numpy(), self.model.max_len)).to(self.device)
         with torch.no_grad():
             return self.model.last_state(inputs) @ self.model.item_vectors().T
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        """Test on the test split with the history extended by the validation items (leave-one-out)."""
-        assert self.valid_ is not None
-        with self.conditioned_on(self.train_data, self.valid_):
-            super().test_step(batch, batch_idx)
 
     # ------------------------------------------------------------------------------------------ Python API
     def fit(

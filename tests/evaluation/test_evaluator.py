@@ -20,6 +20,7 @@ from recsys.evaluation.evaluator import _csr, _sample_candidates
 from recsys.evaluation.metrics import USER_METRICS
 from recsys.ranking import top_k
 from recsys.recommender import Recommender
+from recsys.data.sequences import Sequences
 
 _spec = importlib.util.spec_from_file_location("recsys_tests_evaluation_reference", Path(__file__).with_name("reference.py"))
 ref = importlib.util.module_from_spec(_spec)
@@ -42,7 +43,7 @@ class FixedScores(Recommender):
         self.matrix_ = torch.tensor([[self.table[u][i] for i in items] for u in users], dtype=torch.float32)
         return self
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         self.calls.append(users.numpy().copy())
         return self.matrix_[users].clone()
 
