@@ -45,6 +45,16 @@ class RecsysCLI(LightningCLI):
             if (run / "metrics.csv").exists():
                 (run / "metrics.csv").rename(run / f"metrics.until-{Path(ckpt).stem}.csv")
 
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        """``--optimizer`` / ``--lr_scheduler`` for a task whose parameters exist only after `setup` (LightningCLI
+        would build the optimiser now, over no parameters): the task builds them in `configure_optimizers`."""
+        config = self.config_init[subcommand] if subcommand else self.config_init
+        optimizer, scheduler = config.get("optimizer"), config.get("lr_scheduler")
+        if optimizer:
+            self.model.use_optimizer(optimizer, scheduler)
+        elif scheduler:
+            raise ValueError("--lr_scheduler needs --optimizer (the task's own optimiser takes no scheduler)")
+
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
         best = getattr(callback, "best_model_path", "") if callback is not None else ""

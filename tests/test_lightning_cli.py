@@ -167,3 +167,16 @@ def test_recsys_fit_runs_a_recommender_yaml_through_the_same_record(tiny_dataset
     path.write_text("recommender: {class_path: recsys.baselines.ItemKNN, init_args: {kk: 5}}\n")
     with pytest.raises(Exception, match="kk"):
         main(["fit", "--config", str(path)])
+
+
+@pytest.mark.parametrize("per_step", [1, 4])  # automatic optimisation, and batches stepped by hand
+def test_lightning_optimizer_and_scheduler_options_train_the_task(config, tmp_path, per_step) -> None:
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "2", "--optimizer", "AdamW", "--optimizer.lr", "0.02",
+          "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1", "--lr_scheduler.gamma", "0.5",
+          "--model.init_args.batches_per_step", str(per_step)])  # fmt: skip
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    checkpoint = __import__("torch").load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.02 * 0.5**2)
+    assert "weight_decay" in checkpoint["optimizer_states"][0]["param_groups"][0]  # AdamW's, from the CLI
+    saved = (run / "config.yaml").read_text()
+    assert "torch.optim.AdamW" in saved and "StepLR" in saved

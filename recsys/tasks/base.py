@@ -86,6 +86,7 @@ class RecommenderTask(L.LightningModule, Recommender):
         self.valid_: Interactions | None = None
         self.test_: Interactions | None = None
         self.test_evaluation_: Evaluation | None = None
+        self._optimizer_config: tuple[dict[str, Any], dict[str, Any] | None] | None = None
 
     # ------------------------------------------------------------------------------------------ the contract
     @abstractmethod
@@ -132,7 +133,20 @@ class RecommenderTask(L.LightningModule, Recommender):
         collate: Collate | None = None if type(self).collate is RecommenderTask.collate else self.collate
         return data.loader(self.training_examples(data.train), self.batches_per_step, collate)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def use_optimizer(self, optimizer: dict[str, Any], lr_scheduler: dict[str, Any] | None = None) -> None:
+        """Train with this optimiser (and scheduler) instead of the task's own: ``{class_path, init_args}`` as
+        LightningCLI's ``--optimizer`` / ``--lr_scheduler`` give them. They are built in `configure_optimizers`,
+        once `build` has made the parameters."""
+        self._optimizer_config = (optimizer, lr_scheduler)
+
+    def configure_optimizers(self) -> Any:
+        if self._optimizer_config is not None:
+            from lightning.pytorch.cli import LightningCLI, instantiate_class
+
+            optimizer_init, scheduler_init = self._optimizer_config
+            optimizer = instantiate_class(self.parameters(), optimizer_init)
+            scheduler = instantiate_class(optimizer, scheduler_init) if scheduler_init else None
+            return LightningCLI.configure_optimizers(self, optimizer, scheduler)
         if self.optimizer_name == "adam":
             # The fused kernel (one pass over all parameters) saves ~20% of an MF-BPR step; sharded tables stay
             # with the reference implementation, whose per-shard state `recsys.distributed` gathers.
@@ -171,6 +185,12 @@ class RecommenderTask(L.LightningModule, Recommender):
     def on_train_epoch_end(self) -> None:
         if self._loss_rows:
             self.log("train/loss", self._loss_sum / self._loss_rows, prog_bar=True)
+        if not self.automatic_optimization:  # Lightning steps schedulers only under automatic optimisation
+            for scheduler in self.trainer.lr_scheduler_configs:
+                if scheduler.interval != "epoch" or scheduler.monitor:
+                    raise ValueError("with batches_per_step > 1 only epoch-interval schedulers without a monitor "
+                                     "are stepped; set batches_per_step: 1 for this scheduler")  # fmt: skip
+                scheduler.scheduler.step()
 
     def example_losses(self, part: Interactions, batch_size: int = 4096) -> torch.Tensor:
         """``[N]`` `losses` of every training example built from ``part``, in order, in eval mode, no gradient."""

@@ -154,8 +154,12 @@ def recommender_args(spec: StudySpec, values: dict[str, Any], seed: int | None =
 
 
 def build_recommender(spec: StudySpec, values: dict[str, Any], seed: int | None = None) -> Recommender:
+    """The study's recommender with a trial's values, built by the engine's typed builder (as `recsys fit`)."""
+    from recsys.runs import build_recommender as build
+
     assert spec.recommender is not None
-    return recommender_class(spec.recommender["class_path"])(**recommender_args(spec, values, seed))
+    init = {"class_path": spec.recommender["class_path"], "init_args": recommender_args(spec, values, seed)}
+    return build(init, what=str(spec.path))
 
 
 def splits(spec: StudySpec) -> tuple[Interactions, Interactions, Interactions]:
@@ -231,10 +235,8 @@ class Objective:
             train, valid, _ = splits(self.spec)  # the test split is never kept
             self._splits = (train, valid)
         train, valid = self._splits
-        assert self.spec.recommender is not None
-        args = recommender_args(self.spec, values)
-        model = recommender_class(self.spec.recommender["class_path"])(**args)
-        trial.set_user_attr("seeds", {"seed": args.get("seed"), "split_seed": self.spec.data["seed"]})
+        model = build_recommender(self.spec, values)
+        trial.set_user_attr("seeds", {"seed": recommender_args(self.spec, values).get("seed"), "split_seed": self.spec.data["seed"]})
         started = time.perf_counter()
         model.fit(train, valid)
         trial.set_user_attr("fit_s", time.perf_counter() - started)
