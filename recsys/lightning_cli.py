@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import polars as pl
+import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
@@ -22,18 +23,35 @@ import recsys.distributed  # noqa: F401  (registers Trainer(strategy="torchrec")
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
 from recsys.records import RunRecord
+from recsys.resources import experiments_dir
 from recsys.tasks.base import RecommenderTask
 
 
+def trainer_defaults() -> dict[str, Any]:
+    """The shared ``trainer:`` block (``experiments/trainer.yaml``) that every experiment starts from."""
+    return yaml.safe_load((experiments_dir() / "trainer.yaml").read_text(encoding="utf-8"))["trainer"]
+
+
 class RecsysCLI(LightningCLI):
-    """LightningCLI with recsys' run-folder artefacts; resuming ``fit`` continues in the checkpoint's run folder."""
+    """LightningCLI with recsys' shared trainer defaults and run-folder artefacts; resuming ``fit`` continues in the
+    checkpoint's run folder."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.set_defaults({f"trainer.{key}": value for key, value in trainer_defaults().items()})
+
+    def _config(self) -> Any:
+        """The parsed config of the subcommand (the whole config when built with ``run=False``)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
+        config = self._config()
+        logger = config.trainer.get("logger")
+        if logger is not None and not isinstance(logger, bool) and "init_args" in logger:
+            if logger.init_args.get("name") in (None, "lightning_logs"):  # the logger's default: name it by the run
+                logger.init_args["name"] = f"{config.data.dataset}/{self.run_name()}"
         if self.subcommand != "fit":
             return
-        config = self.config[self.subcommand]
         ckpt = config.get("ckpt_path")
-        logger = config.trainer.get("logger")
         if not ckpt or not isinstance(ckpt, str) or Path(ckpt).parent.name != "checkpoints":
             return
         # <save_dir>/<name>/<version>/checkpoints/x.ckpt: log into the same version, so the checkpoint
@@ -43,7 +61,9 @@ class RecsysCLI(LightningCLI):
             logger.init_args["version"] = run.name
             # CSVLogger deletes an existing metrics.csv; keep the interrupted part's log beside the new one.
             if (run / "metrics.csv").exists():
-                (run / "metrics.csv").rename(run / f"metrics.until-{Path(ckpt).stem}.csv")
+                parts = sum(1 for _ in run.glob("metrics.until-*.csv"))  # a later resume keeps the earlier parts
+                suffix = f"-{parts + 1}" if parts else ""
+                (run / "metrics.csv").rename(run / f"metrics.until-{Path(ckpt).stem}{suffix}.csv")
 
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
         """``--optimizer`` / ``--lr_scheduler`` for a task whose parameters exist only after `setup` (LightningCLI
@@ -78,12 +98,13 @@ class RecsysCLI(LightningCLI):
 
     def run_name(self) -> str:
         """The run's name in its record: the stem of the last ``--config`` file (the experiment), as
-        `recsys benchmark` names it; the task and model classes when no file was given."""
-        configs = self.config[self.subcommand].get("config") or []
-        if configs:
-            return Path(str(configs[-1])).stem
-        task: RecommenderTask = self.model
-        return f"{type(task.model).__name__.lower()}-{type(task).__name__.removesuffix('Task').lower()}"
+        `recsys benchmark` names it; ``<model>-<task>`` of the classes when no file was given."""
+        config = self._config()
+        if config.get("config"):
+            return Path(str(config["config"][-1])).stem
+        task = str(config.model.class_path).rsplit(".", 1)[-1].removesuffix("Task").lower()
+        model = str(config.model.init_args.model.class_path).rsplit(".", 1)[-1].lower()
+        return f"{model}-{task}"
 
     def _write_results(self, checkpoint: str) -> None:
         folder = self.run_dir()  # trainer.log_dir is a collective broadcast: every rank must ask

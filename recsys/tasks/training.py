@@ -100,3 +100,30 @@ def fit_task(
     task.epochs_trained_ = trainer.current_epoch
     task.eval()
     return task
+
+
+class EarlyStoppingOnTask(L.pytorch.callbacks.EarlyStopping):
+    """`EarlyStopping` on the metric the task declares (``task.monitor`` / ``monitor_mode``), so one shared trainer
+    config serves tasks that monitor different metrics (NDCG@10, AUC)."""
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0) -> None:
+        super().__init__(monitor="val/ndcg@10", mode="max", patience=patience, min_delta=min_delta)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.monitor, self.mode = pl_module.monitor, pl_module.monitor_mode
+        self.best_score = torch.tensor(-torch.inf if self.mode == "max" else torch.inf)
+        super().setup(trainer, pl_module, stage)
+
+
+class BestCheckpointOnTask(L.pytorch.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` of the best epochs by the metric the task declares (see `EarlyStoppingOnTask`)."""
+
+    def __init__(self, save_top_k: int = 1, filename: str | None = None, auto_insert_metric_name: bool = True) -> None:
+        super().__init__(monitor="val/ndcg@10", mode="max", save_top_k=save_top_k, filename=filename,
+                         auto_insert_metric_name=auto_insert_metric_name)  # fmt: skip
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.monitor = pl_module.monitor
+        # ModelCheckpoint keeps its mode's sentinels (kth_value, best score) in a private initialiser; redo it.
+        self._ModelCheckpoint__init_monitor_mode(pl_module.monitor_mode)
+        super().setup(trainer, pl_module, stage)

@@ -23,7 +23,7 @@ from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.recommender import Recommender
 from recsys.tuning.spec import Param, SpecError, StudySpec, set_dotted
 
-CHECKPOINT_CALLBACK = "ModelCheckpoint"
+CHECKPOINT_CALLBACKS = ("ModelCheckpoint", "BestCheckpointOnTask")
 
 
 # ---------------------------------------------------------------------------------------------- values
@@ -47,8 +47,13 @@ def values_of(space: tuple[Param, ...], params: dict[str, Any]) -> dict[str, Any
 def lightning_config(spec: StudySpec, values: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
     """The base experiment config with the spec's fixed overrides, then ``values`` (dotted keys), then ``seed``
     as ``seed_everything`` and the task's sampling seed: a config ``recsys fit --config`` runs as is."""
+    from recsys.lightning_cli import trainer_defaults
+
     assert spec.lightning is not None
     config = copy.deepcopy(spec.base)
+    trainer = config.setdefault("trainer", {})
+    for key, value in trainer_defaults().items():  # the shared defaults, spelled out so overrides can index them
+        trainer.setdefault(key, value)
     for key, value in {**spec.overrides, **values}.items():
         set_dotted(config, key, value, what=str(spec.path))
     seed = seed if seed is not None else spec.seed
@@ -65,7 +70,7 @@ def trial_trainer(config: dict[str, Any]) -> dict[str, Any]:
     trainer = config.setdefault("trainer", {})
     trainer.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     callbacks = trainer.get("callbacks") or []
-    trainer["callbacks"] = [c for c in callbacks if not str(c.get("class_path", "")).endswith(CHECKPOINT_CALLBACK)]
+    trainer["callbacks"] = [c for c in callbacks if not str(c.get("class_path", "")).endswith(CHECKPOINT_CALLBACKS)]
     return config
 
 
