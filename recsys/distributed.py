@@ -1,9 +1,10 @@
 """Sharding from outside the model: TorchRec `DistributedModelParallel` plans, full-table state dicts, and a Lightning
 strategy (``Trainer(strategy="torchrec")``) that shards a `RecommenderTask`'s tables across ranks.
 
-Models never mention sharding. `shard` wraps any module holding `EmbeddingBagCollection`s in a
-`DistributedModelParallel` (DMP): the collections are swapped for sharded ones in place, and the dense rest is
-data-parallel (DDP). The same code runs on CPUs (gloo) and GPUs (nccl)::
+Models never mention sharding. `shard` wraps any module holding `EmbeddingBagCollection`s (pooled lookups: MF,
+NeuMF, ...) or `EmbeddingCollection`s (one vector per id: SASRec's item table) in a `DistributedModelParallel`
+(DMP): the collections are swapped for sharded ones in place, and the dense rest is data-parallel (DDP). The same
+code runs on CPUs (gloo) and GPUs (nccl)::
 
     dist.init_process_group("gloo")                 # or launched by torchrun / Lightning
     model = MF(64); model.build(space)
@@ -44,7 +45,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torch.nn.parallel import DistributedDataParallel
-from torchrec import EmbeddingBagCollection
+from torchrec import EmbeddingBagCollection, EmbeddingCollection
+from torchrec.distributed.embedding import EmbeddingCollectionSharder
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DefaultDataParallelWrapper, DistributedModelParallel
@@ -55,7 +57,8 @@ from torchrec.distributed.sharding_plan import (
     row_wise,
     table_wise,
 )
-from torchrec.distributed.types import ShardingEnv, ShardingPlan
+from torchrec.distributed.types import ModuleSharder, ShardingEnv, ShardingPlan
+from torchrec.modules.embedding_configs import BaseEmbeddingConfig
 
 Sharding = Literal["table_wise", "row_wise", "column_wise", "data_parallel"]
 SHARDINGS: tuple[str, ...] = get_args(Sharding)
@@ -63,9 +66,31 @@ DENSE = EmbeddingComputeKernel.DENSE.value
 
 
 # ---------------------------------------------------------------------------------------------- plans
-def bag_collections(module: nn.Module) -> dict[str, EmbeddingBagCollection]:
-    """Unsharded `EmbeddingBagCollection`s inside ``module``, by module path (``"model.embeddings.collection"``)."""
-    return {path: m for path, m in module.named_modules() if isinstance(m, EmbeddingBagCollection)}
+Collection = EmbeddingBagCollection | EmbeddingCollection
+
+
+def embedding_collections(module: nn.Module) -> dict[str, Collection]:
+    """Unsharded `EmbeddingBagCollection`s (pooled lookups) and `EmbeddingCollection`s (one vector per id) inside
+    ``module``, by module path (``"model.embeddings.collection"``, ``"model.item_table"``)."""
+    kinds = (EmbeddingBagCollection, EmbeddingCollection)
+    return {path: m for path, m in module.named_modules() if isinstance(m, kinds)}
+
+
+def _configs(collection: Collection) -> list[BaseEmbeddingConfig]:
+    if isinstance(collection, EmbeddingBagCollection):
+        return list(collection.embedding_bag_configs())
+    return list(collection.embedding_configs())
+
+
+def _sharder(collection: Collection) -> EmbeddingBagCollectionSharder | EmbeddingCollectionSharder:
+    if isinstance(collection, EmbeddingBagCollection):
+        return EmbeddingBagCollectionSharder()
+    return EmbeddingCollectionSharder()
+
+
+def _sharders() -> list[ModuleSharder[nn.Module]]:
+    """A sharder for each collection kind, for `DistributedModelParallel`."""
+    return [EmbeddingBagCollectionSharder(), EmbeddingCollectionSharder()]
 
 
 def _world_size() -> int:
@@ -85,14 +110,16 @@ def plan_for(
     device_type: str | None = None,
     local_size: int | None = None,
 ) -> ShardingPlan:
-    """A `ShardingPlan` sharding every table of every `EmbeddingBagCollection` in ``module`` the same way.
+    """A `ShardingPlan` sharding every table of every embedding collection in ``module`` the same way.
 
     Args:
-        module: the model (or LightningModule) holding the collections, unsharded.
+        module: the model (or LightningModule) holding the collections (`EmbeddingBagCollection`s and
+            `EmbeddingCollection`s), unsharded.
         sharding: ``table_wise`` (whole tables, round-robin over ranks in table order), ``row_wise`` (each table's
             rows split evenly over all ranks), ``column_wise`` (each table's columns split as evenly as possible
             over all ranks, e.g. 65 columns over 2 ranks as 33 + 32) or ``data_parallel`` (every rank holds every
-            table; gradients all-reduced).
+            table; gradients all-reduced). An `EmbeddingCollection` refuses (ValueError naming the table and plan)
+            ``row_wise`` on CPU and ``column_wise`` of a width that does not split evenly (see `_unsupported`).
         world_size: ranks (default: the initialised process group's size, else 1).
         device_type: ``cpu`` or ``cuda`` (default: cuda when available and the process group is nccl's).
         local_size: ranks per host (default ``$LOCAL_WORLD_SIZE`` or ``world_size``).
@@ -105,15 +132,17 @@ def plan_for(
     world_size = world_size or _world_size()
     device_type = device_type or _default_device().type
     local_size = local_size or int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    sharder = EmbeddingBagCollectionSharder()
     plan: dict[str, Any] = {}
     next_rank = 0
-    collections = bag_collections(module)
+    collections = embedding_collections(module)
     if not collections:
-        raise ValueError(f"{type(module).__name__} holds no unsharded EmbeddingBagCollection to shard")
-    for path, ebc in collections.items():
+        raise ValueError(f"{type(module).__name__} holds no unsharded embedding collection to shard")
+    for path, collection in collections.items():
         generators = {}
-        for config in ebc.embedding_bag_configs():
+        for config in _configs(collection):
+            reason = _unsupported(collection, config, sharding, world_size, device_type)
+            if reason:
+                raise ValueError(f"table {path}.{config.name}: plan {sharding!r} is not supported here: {reason}")
             if sharding == "table_wise":
                 generators[config.name] = table_wise(rank=next_rank % world_size, compute_kernel=DENSE)
                 next_rank += 1
@@ -130,9 +159,29 @@ def plan_for(
             else:
                 generators[config.name] = data_parallel()  # its only kernel is dense
         plan[path] = construct_module_sharding_plan(
-            ebc, generators, sharder=sharder, local_size=local_size, world_size=world_size, device_type=device_type
-        )
+            collection, generators, sharder=_sharder(collection), local_size=local_size, world_size=world_size,
+            device_type=device_type,
+        )  # fmt: skip
     return ShardingPlan(plan)
+
+
+def _unsupported(
+    collection: Collection, config: BaseEmbeddingConfig, sharding: str, world_size: int, device_type: str
+) -> str | None:
+    """Why TorchRec cannot run ``sharding`` of this table with the dense kernel, or None when it can."""
+    if not isinstance(collection, EmbeddingCollection):
+        return None
+    if sharding == "row_wise" and device_type == "cpu":
+        return (
+            "fbgemm's CPU dense kernel returns one row per bag of an EmbeddingCollection, not one per id, so the bags "
+            "whose ids live on other ranks break the output all-to-all; use table_wise, column_wise or data_parallel"
+        )
+    if sharding == "column_wise" and config.embedding_dim % world_size:
+        return (
+            f"an EmbeddingCollection's column shards must be equal, and {config.embedding_dim} columns do not split "
+            f"evenly over {world_size} ranks"
+        )
+    return None
 
 
 def _default_device() -> torch.device:
@@ -171,7 +220,7 @@ def shard(
     plan = plan_for(module, sharding, world_size=world, device_type=device.type)
     full: dict[str, torch.Tensor] = {}
     if keep_weights:
-        for path in bag_collections(module):
+        for path in embedding_collections(module):
             owner = module.get_submodule(path)
             for key, value in owner.state_dict().items():
                 if value.device.type != "meta":
@@ -184,7 +233,7 @@ def shard(
         env=ShardingEnv.from_process_group(dist.group.WORLD),
         device=device,
         plan=plan,
-        sharders=[EmbeddingBagCollectionSharder()],
+        sharders=_sharders(),
         data_parallel_wrapper=data_parallel_wrapper or DefaultDataParallelWrapper(static_graph=False),
     )
     if full:
@@ -257,28 +306,21 @@ def _full_state_dict(module: nn.Module) -> dict[str, Any]:
 
 
 def load_full_state_dict(module: nn.Module, state: Mapping[str, Any], strict: bool = True) -> None:
-    """Load an unsharded state dict (full tables) into a possibly sharded ``module``: each rank copies its slice.
+    """Load an unsharded state dict (full tables) into a possibly sharded ``module``: each rank keeps its slice.
 
-    Not collective. Keys of sharded tables are matched by name; all others go through ``module.load_state_dict``.
+    Not collective. The sharded collections' load hooks slice the full tables; a table missing from ``state`` keeps
+    its weights (a sharded `EmbeddingCollection`'s hook requires every key, so it is handed its own shard).
     """
     with _sharded_tensor_notices_off():
         local = module.state_dict()
         layout = _layout_of(local)
-    with torch.no_grad(), _sharded_tensor_notices_off():
-        for key, (shape, where) in layout.items():
-            if key not in state or isinstance(state[key], ShardedTensor):
-                continue
-            value = state[key]
-            if tuple(value.shape) != shape:
+        for key, (shape, _) in layout.items():
+            value = state.get(key)
+            if value is not None and tuple(value.shape) != shape:
                 raise RuntimeError(f"{key}: checkpoint shape {tuple(value.shape)} != model shape {shape}")
-            if where is not None:
-                target = local[key].local_shards()[0].tensor
-                target.copy_(value[where].to(target.device, target.dtype))
-    rest = {k: v for k, v in state.items() if k not in layout or isinstance(v, ShardedTensor)}
-    result = module.load_state_dict(rest, strict=False)
+        result = module.load_state_dict({**{k: local[k] for k in layout}, **state}, strict=False)
     if strict:
-        missing = [k for k in result.missing_keys if k not in layout or k not in state]
-        missing += [k for k in layout if k not in state and k not in missing]
+        missing = [*result.missing_keys, *(k for k in layout if k not in state)]
         if missing or result.unexpected_keys:
             raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {result.unexpected_keys}")
 
@@ -440,10 +482,10 @@ class TorchRecStrategy(DDPStrategy):
         wrapper = DefaultDataParallelWrapper(
             static_graph=self._static_graph, find_unused_parameters=self._find_unused, ddp_kwargs=self._ddp_kwargs
         )
-        if not bag_collections(model):  # sharded already (an earlier stage on the same module): wrap only
+        if not embedding_collections(model):  # sharded already (an earlier stage on the same module): wrap only
             return DistributedModelParallel(
                 model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=self.root_device,
-                plan=ShardingPlan({}), sharders=[EmbeddingBagCollectionSharder()], data_parallel_wrapper=wrapper,
+                plan=ShardingPlan({}), sharders=_sharders(), data_parallel_wrapper=wrapper,
             )  # fmt: skip
         return shard(model, self.sharding, self.root_device, keep_weights=self.keep_weights,
                      data_parallel_wrapper=wrapper)  # fmt: skip

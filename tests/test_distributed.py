@@ -1,4 +1,5 @@
-"""Sharding from outside the model (`recsys.distributed`): 2-process gloo runs on CPU.
+"""Sharding from outside the model (`recsys.distributed`): 2-process gloo runs on CPU, for the bag models (MF, NeuMF:
+`EmbeddingBagCollection`) and SASRec (an `EmbeddingCollection`).
 
 Each test spawns two ranks (`recsys.distributed.spawn`); the ranks write what they measured to ``tmp_path`` and
 the assertions run here, so a failure names the sharding and the quantity that differs.
@@ -31,9 +32,11 @@ from recsys.distributed import (
 )
 from recsys.models.mf import MF
 from recsys.models.neumf import NeuMF
+from recsys.models.sasrec import SASRec
 
 WORLD = 2
 TOL = 1e-5
+EC_SHARDINGS = ("table_wise", "column_wise", "data_parallel")  # row_wise is refused on CPU (see `plan_for`)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,6 +66,16 @@ def tiny_data(n_users: int = 30, n_items: int = 22, seed: int = 3) -> Interactio
 
 def models() -> dict[str, torch.nn.Module]:
     return {"mf": MF(8), "neumf": NeuMF(mf_dim=4, mlp_dim=6, hidden=(8, 4), dropout=0.0)}
+
+
+def tiny_sasrec(hidden_size: int = 8, n_items: int | None = 13) -> SASRec:
+    """SASRec of one layer, no dropout, sequences of 6; built over ``n_items`` items (plus padding) unless None."""
+    torch.manual_seed(0)
+    model = SASRec(hidden_size=hidden_size, layers=1, heads=2, inner_size=12, max_len=6, dropout=0.0,
+                   attention_dropout=0.0)  # fmt: skip
+    if n_items is not None:
+        model.build(n_items)
+    return model
 
 
 def _max_diff(a: dict, b: dict) -> float:
@@ -103,6 +116,35 @@ def test_plans_use_the_dense_kernel_and_spread_tables() -> None:
     assert widths == [5, 4] and column["user"].ranks == [0, 1]  # 9 columns, split unevenly
     with pytest.raises(ValueError, match="unknown sharding"):
         plan_for(model, "diagonal", world_size=2, device_type="cpu")
+
+
+def test_sasrec_plans_shard_its_embedding_collection_and_refuse_what_torchrec_cannot_run() -> None:
+    model = tiny_sasrec()
+    for sharding in EC_SHARDINGS:
+        plan = plan_for(model, sharding, world_size=2, device_type="cpu").plan
+        assert list(plan) == ["item_table"], sharding
+        assert plan["item_table"]["item"].sharding_type == sharding
+        assert plan["item_table"]["item"].compute_kernel == "dense"
+    column = plan_for(model, "column_wise", world_size=2, device_type="cpu").plan["item_table"]["item"]
+    assert [s.shard_sizes for s in column.sharding_spec.shards] == [[14, 4], [14, 4]]
+    with pytest.raises(ValueError, match="table item_table.item: plan 'row_wise' is not supported here: fbgemm"):
+        plan_for(model, "row_wise", world_size=2, device_type="cpu")
+    with pytest.raises(ValueError, match="table item_table.item: plan 'column_wise' .* 10 columns do not split"):
+        plan_for(tiny_sasrec(hidden_size=10), "column_wise", world_size=4, device_type="cpu")
+
+
+def test_fbgemm_cpu_dense_kernel_still_returns_a_row_per_bag() -> None:
+    """Why row-wise `EmbeddingCollection`s are refused on CPU (and why `rows` sends one id per bag): the unpooled
+    dense kernel sums each bag, and an empty bag (its id on another rank) still yields a row. When this fails,
+    fbgemm returns a row per id and the refusal in `recsys.distributed._unsupported` can go."""
+    from fbgemm_gpu.split_table_batched_embeddings_ops_common import PoolingMode
+    from fbgemm_gpu.split_table_batched_embeddings_ops_training import DenseTableBatchedEmbeddingBagsCodegen
+
+    kernel = DenseTableBatchedEmbeddingBagsCodegen([(14, 4)], pooling_mode=PoolingMode.NONE, use_cpu=True)
+    out = kernel(torch.tensor([1, 2, 3]), torch.tensor([0, 2, 2, 3]))  # bags [1, 2], [], [3]
+    weight = kernel.weights.detach().view(14, 4)
+    assert out.shape == (3, 4)
+    assert torch.allclose(out[0], weight[1] + weight[2]) and not out[1].any()
 
 
 # ---------------------------------------------------------------------------------------------- equivalence
@@ -190,6 +232,71 @@ def test_sharded_models_match_unsharded_forward_and_steps(tmp_path) -> None:
     assert not failures, "\n".join(failures)
 
 
+def _next_item_ce(forward, model: SASRec, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over all items at every position of ``inputs``/``targets`` ``[B, L]``, as
+    `SequentialTask`'s ``ce`` loss; ``forward`` is the model or the DMP around it."""
+    hidden = forward(inputs)  # [B, L, d]
+    return F.cross_entropy(hidden.reshape(-1, hidden.shape[-1]) @ model.item_vectors().T, targets.reshape(-1))
+
+
+def _sasrec_rank(rank: int, world: int, out: str) -> None:
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    gen = torch.Generator().manual_seed(5)
+    inputs = torch.randint(0, 13, (4, 6), generator=gen)
+    inputs[0, :3] = inputs[3, :1] = 13  # left padding
+    targets = torch.randint(0, 13, (4, 6), generator=gen)
+    mine = slice(rank * 2, (rank + 1) * 2)  # each rank takes its half of the global batch (equal positions)
+    results: dict[str, float | bool] = {}
+    for sharding in EC_SHARDINGS:
+        reference = tiny_sasrec()
+        model = copy.deepcopy(reference)
+        dmp = shard(model, sharding, "cpu")
+        results[f"{sharding}/sharded"] = type(model.item_table).__name__ == "ShardedEmbeddingCollection"
+        results[f"{sharding}/copy"] = _max_diff(full_state_dict(model), reference.state_dict())
+        results[f"{sharding}/forward"] = float((dmp(inputs[mine]) - reference(inputs[mine])).abs().max())
+        with torch.no_grad():
+            results[f"{sharding}/item_vectors"] = float((model.item_vectors() - reference.item_vectors()).abs().max())
+
+        # an SGD step (catches a wrong gradient division), then an Adam step, on this rank's half with the mean loss
+        for name, make in (("sgd", lambda p: torch.optim.SGD(p, lr=0.5)),
+                           ("adam", lambda p: torch.optim.Adam(p, lr=0.05))):  # fmt: skip
+            opt_ref, opt = make(reference.parameters()), make(model.parameters())
+            opt_ref.zero_grad()
+            _next_item_ce(reference, reference, inputs, targets).backward()
+            opt_ref.step()
+            opt.zero_grad()
+            _next_item_ce(dmp, model, inputs[mine], targets[mine]).backward()
+            opt.step()
+            results[f"{sharding}/{name}_step"] = _max_diff(full_state_dict(model), reference.state_dict())
+        state, state_ref = full_optimizer_state(model, opt)["state"], opt_ref.state_dict()["state"]
+        results[f"{sharding}/adam_state"] = max(
+            _max_diff({k: v for k, v in state[i].items() if k != "step"},
+                      {k: v for k, v in state_ref[i].items() if k != "step"})
+            for i in state_ref
+        )  # fmt: skip
+
+        # round trip: the gathered state dict loads strictly into an unsharded SASRec, which scores as the reference
+        unsharded = tiny_sasrec()
+        unsharded.load_state_dict(full_state_dict(model))
+        with torch.no_grad():
+            results[f"{sharding}/unsharded_forward"] = float((unsharded(inputs) - reference(inputs)).abs().max())
+        dist.barrier()
+    Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_sharded_sasrec_matches_unsharded_forward_steps_and_state(tmp_path) -> None:
+    failures = []
+    for rank, results in enumerate(run_ranks(_sasrec_rank, tmp_path)):
+        assert len(results) == len(EC_SHARDINGS) * 8
+        for key, value in results.items():
+            bad = (value is not True) if isinstance(value, bool) else not (value <= TOL)
+            if bad:
+                failures.append(f"rank {rank} {key}: {value}")
+    assert not failures, "\n".join(failures)
+
+
 # ---------------------------------------------------------------------------------------------- Lightning
 def _trainer(max_epochs: int, strategy="torchrec", **kwargs):
     import lightning as L
@@ -200,12 +307,14 @@ def _trainer(max_epochs: int, strategy="torchrec", **kwargs):
     )  # fmt: skip
 
 
-def _data_module(batch_size: int = 32):
+def _data_module(batch_size: int = 32, sequence_length: int | None = None):
     from recsys.data.modules import InteractionsDataModule
     from recsys.data.splits import per_user_random
 
     train, valid, test = per_user_random(tiny_data(), (0.7, 0.15, 0.15), seed=1)
-    return InteractionsDataModule.from_splits(train, valid, test, batch_size=batch_size, seed=5)
+    return InteractionsDataModule.from_splits(
+        train, valid, test, batch_size=batch_size, seed=5, sequence_length=sequence_length
+    )
 
 
 def _trainer_rank(rank: int, world: int, out: str) -> None:
@@ -260,6 +369,52 @@ def test_trainer_strategy_trains_and_ranks_agree(tmp_path) -> None:
     assert records[0]["test_ndcg"] == records[1]["test_ndcg"]
     assert min(r["dense_moved"] for r in records) > 1e-3
     assert records[0]["dense"] == records[1]["dense"]  # ranks saw different batches: gradients were all-reduced
+
+
+def _sasrec_trainer_rank(rank: int, world: int, out: str) -> None:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from recsys.distributed import TorchRecStrategy
+    from recsys.tasks.sequential import SequentialTask
+
+    records = {}
+    for sharding in EC_SHARDINGS:
+        L.seed_everything(0, verbose=False)
+        task = SequentialTask(tiny_sasrec(n_items=None), lr=0.01, seed=0)
+        saver = ModelCheckpoint(dirpath=out, filename=sharding)  # the last epoch's
+        trainer = _trainer(2, strategy=TorchRecStrategy(sharding=sharding), callbacks=[saver])
+        trainer.fit(task, datamodule=_data_module(8, sequence_length=6))
+        records[sharding] = {
+            "sharded": type(task.model.item_table).__name__,
+            "steps": trainer.global_step,
+            "ndcg": float(trainer.callback_metrics["val/ndcg@10"]),
+        }
+    Path(out, f"rank{rank}.json").write_text(json.dumps(records))
+
+
+def test_sasrec_trains_under_the_strategy_and_its_checkpoint_loads_unsharded(tmp_path) -> None:
+    from recsys.tasks.sequential import SequentialTask
+
+    records = run_ranks(_sasrec_trainer_rank, tmp_path)
+    data = _data_module(8, sequence_length=6)
+    for sharding in EC_SHARDINGS:
+        for record in records:
+            assert record[sharding]["sharded"] == "ShardedEmbeddingCollection", sharding
+            assert record[sharding]["steps"] > 0, sharding
+        assert records[0][sharding]["ndcg"] == records[1][sharding]["ndcg"], sharding
+        # the checkpoint holds the full item table and its Adam moments: it loads into an unsharded task, which
+        # ranks the validation users as the sharded run did (its users split over two ranks)
+        checkpoint = torch.load(tmp_path / f"{sharding}.ckpt", weights_only=False)
+        task = SequentialTask(tiny_sasrec(n_items=None))
+        task.attach(data)
+        task.load_state_dict(checkpoint["state_dict"])
+        optimizer = task.configure_optimizers()
+        optimizer.load_state_dict(checkpoint["optimizer_states"][0])
+        table = task.model.item_table.embeddings["item"].weight
+        assert optimizer.state[table]["exp_avg"].shape == table.shape == (data.train.n_items + 1, 8), sharding
+        unsharded = task.evaluate_split(data.valid, [data.train]).summary["ndcg@10"]
+        assert abs(unsharded - records[0][sharding]["ndcg"]) <= 1e-6, sharding
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

@@ -1,8 +1,9 @@
-"""Embedding tables as one TorchRec `EmbeddingBagCollection`, looked up with `KeyedJaggedTensor`s.
+"""Embedding tables as one TorchRec `EmbeddingBagCollection`, looked up with `KeyedJaggedTensor`s, and `rows`, the
+lookup of an `EmbeddingCollection` (one vector per id, as SASRec's item table).
 
 Models never mention sharding: `DistributedModelParallel` swaps the collection for a sharded one from outside,
-and every lookup (training pairs, or all items at evaluation) goes through `EmbeddingTables.lookup`, so the
-same model code runs unsharded on a CPU and sharded across GPUs.
+and every lookup (training pairs, or all items at evaluation) goes through `EmbeddingTables.lookup` or `rows`,
+so the same model code runs unsharded on a CPU and sharded across GPUs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
+from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, EmbeddingCollection, KeyedJaggedTensor, PoolingType
 
 from recsys.data.features import Field, FeatureSpace
 
@@ -97,6 +98,22 @@ class EmbeddingTables(nn.Module):
             return F.embedding(ids, bag.weight)
         offsets = torch.from_numpy(np.cumsum(lengths) - lengths).to(bag.weight.device)
         return F.embedding_bag(ids, bag.weight, offsets, mode=bag.mode)
+
+
+def rows(collection: nn.Module, name: str, ids: torch.Tensor) -> torch.Tensor:
+    """``[*ids.shape, dim]`` the rows ``ids`` of table ``name`` (looked up as the feature of the same name) of an
+    `EmbeddingCollection`, or of the sharded module that `DistributedModelParallel` put in its place.
+
+    Unsharded, a row gather from the table's weight (the same parameter, without building and splitting a KJT).
+    Sharded, the collection's collective KJT forward, one id per bag: every rank must call it equally often, and
+    bags of several ids break it (fbgemm's CPU dense kernel returns one row per bag, not one per id).
+    """
+    if isinstance(collection, EmbeddingCollection):
+        return F.embedding(ids, collection.embeddings[name].weight)
+    flat = ids.reshape(-1)
+    lengths = torch.ones_like(flat, dtype=torch.int32)
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=[name], values=flat, lengths=lengths)
+    return collection(kjt)[name].values().reshape(*ids.shape, -1)
 
 
 def to_kjt(space: FeatureSpace, names: Sequence[str], entities: dict[str, torch.Tensor]) -> KeyedJaggedTensor:

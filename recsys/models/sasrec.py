@@ -1,8 +1,8 @@
 """SASRec (Kang & McAuley, 2018): a causal self-attention encoder over a user's item sequence whose output at each
 position scores every item by a dot product with the (shared) item table.
 
-The item table is a TorchRec `EmbeddingCollection` (unpooled: one vector per sequence position), looked up with
-a `KeyedJaggedTensor`, so the same model runs unsharded or sharded. Row ``n_items`` is the padding id. The
+The item table is a TorchRec `EmbeddingCollection` (unpooled: one vector per sequence position), looked up through
+`recsys.embeddings.tables.rows`, so the same model runs unsharded or sharded. Row ``n_items`` is the padding id. The
 encoder is RecBole's post-LayerNorm transformer: item + learned position embedding → LayerNorm → dropout →
 ``layers`` × [causal multi-head self-attention → dropout → residual LayerNorm → feed-forward → dropout →
 residual LayerNorm]. Defaults follow RecBole 1.2.1 and
@@ -16,7 +16,9 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torchrec import EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
+from torchrec import EmbeddingCollection, EmbeddingConfig
+
+from recsys.embeddings.tables import rows
 
 
 class Dropout(nn.Module):
@@ -132,15 +134,11 @@ class SASRec(nn.Module):
 
     # ------------------------------------------------------------------------------------------ lookups
     def embed_items(self, ids: torch.Tensor) -> torch.Tensor:
-        """``[*ids.shape, d]`` item vectors through the TorchRec collection (one KJT of all ids)."""
-        flat = ids.reshape(-1)
-        kjt = KeyedJaggedTensor.from_lengths_sync(
-            keys=["item"], values=flat, lengths=torch.tensor([len(flat)], dtype=torch.int32, device=flat.device)
-        )
-        return self.item_table(kjt)["item"].values().reshape(*ids.shape, self.hidden_size)
+        """``[*ids.shape, d]`` item vectors of ``ids`` from the item table."""
+        return rows(self.item_table, "item", ids)
 
     def item_vectors(self) -> torch.Tensor:
-        """``[n_items, d]`` every (non-padding) item's vector."""
+        """``[n_items, d]`` every (non-padding) item's vector: a lookup of all ids, like any other."""
         return self.embed_items(torch.arange(self.pad, device=self.positions.weight.device))
 
     # ------------------------------------------------------------------------------------------ encoder
