@@ -307,14 +307,12 @@ def _trainer(max_epochs: int, strategy="torchrec", **kwargs):
     )  # fmt: skip
 
 
-def _data_module(batch_size: int = 32, sequence_length: int | None = None):
+def _data_module(batch_size: int = 32):
     from recsys.data.modules import InteractionsDataModule
     from recsys.data.splits import per_user_random
 
     train, valid, test = per_user_random(tiny_data(), (0.7, 0.15, 0.15), seed=1)
-    return InteractionsDataModule.from_splits(
-        train, valid, test, batch_size=batch_size, seed=5, sequence_length=sequence_length
-    )
+    return InteractionsDataModule.from_splits(train, valid, test, batch_size=batch_size, seed=5)
 
 
 def _trainer_rank(rank: int, world: int, out: str) -> None:
@@ -384,7 +382,7 @@ def _sasrec_trainer_rank(rank: int, world: int, out: str) -> None:
         task = SequentialTask(tiny_sasrec(n_items=None), lr=0.01, seed=0)
         saver = ModelCheckpoint(dirpath=out, filename=sharding)  # the last epoch's
         trainer = _trainer(2, strategy=TorchRecStrategy(sharding=sharding), callbacks=[saver])
-        trainer.fit(task, datamodule=_data_module(8, sequence_length=6))
+        trainer.fit(task, datamodule=_data_module(8))
         records[sharding] = {
             "sharded": type(task.model.item_table).__name__,
             "steps": trainer.global_step,
@@ -397,7 +395,7 @@ def test_sasrec_trains_under_the_strategy_and_its_checkpoint_loads_unsharded(tmp
     from recsys.tasks.sequential import SequentialTask
 
     records = run_ranks(_sasrec_trainer_rank, tmp_path)
-    data = _data_module(8, sequence_length=6)
+    data = _data_module(8)
     for sharding in EC_SHARDINGS:
         for record in records:
             assert record[sharding]["sharded"] == "ShardedEmbeddingCollection", sharding
@@ -413,7 +411,7 @@ def test_sasrec_trains_under_the_strategy_and_its_checkpoint_loads_unsharded(tmp
         optimizer.load_state_dict(checkpoint["optimizer_states"][0])
         table = task.model.item_table.embeddings["item"].weight
         assert optimizer.state[table]["exp_avg"].shape == table.shape == (data.train.n_items + 1, 8), sharding
-        unsharded = task.evaluate_split(data.valid, [data.train]).summary["ndcg@10"]
+        unsharded = task.judge(data.valid, [data.train]).summary["ndcg@10"]
         assert abs(unsharded - records[0][sharding]["ndcg"]) <= 1e-6, sharding
 
 

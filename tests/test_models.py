@@ -207,3 +207,30 @@ def test_several_batches_per_lightning_step_train_exactly_as_one(rich) -> None:
         weights.append({k: v.clone() for k, v in task.state_dict().items()})
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], msg=name)
+
+
+@pytest.mark.parametrize("objective", ["bpr", "bce", "mse", "click"])
+def test_recsys_fit_trains_every_objective_and_early_stops_on_its_monitor(rich, objective) -> None:
+    import recsys
+
+    task = recsys.fit(FM(4), rich, rich, objective=objective, max_epochs=3, batch_size=16)
+    assert task.best_weights_.monitor == ("val/auc" if objective == "click" else "val/ndcg@10")
+    assert task.best_weights_.best is not None and task.epochs_trained_ == 3
+    losses = task.example_losses(rich)  # one loss per training example, the mean of which the step minimises
+    assert losses.shape == (len(rich),) and bool(torch.isfinite(losses).all())
+
+
+def test_validation_every_n_epochs_on_a_fixed_sample_of_users(rich) -> None:
+    seen: list[np.ndarray | None] = []
+
+    class Recording(BPRTask):
+        def judge(self, part, exclude, k=None, users=None):
+            seen.append(users)
+            return super().judge(part, exclude, k, users)
+
+    task = Recording(MF(4), seed=3, val_users=4)
+    task.fit(rich, rich, max_epochs=4, batch_size=16, check_val_every_n_epoch=2)
+    assert len(seen) == 2  # epochs 2 and 4
+    assert all(len(users) == 4 for users in seen) and np.array_equal(seen[0], seen[1])  # the same seeded sample
+    assert np.array_equal(seen[0], Recording(MF(4), seed=3, val_users=4).fit(rich, rich, max_epochs=1, batch_size=16)
+                          .validation_user_sample())  # fmt: skip
