@@ -44,12 +44,14 @@ class BenchmarkResult:
     output: Path | None
 
 
-def resolve_models(models: Sequence[str | Path] | Mapping[str, ModelFactory], dataset: str) -> dict[str, ModelFactory | NamedRun]:
-    """What each benchmark entry runs, by name: named runs (shipped experiment names or YAML paths, checked before
-    any fit), or a mapping of the caller's own factories."""
+def resolve_models(
+    models: Sequence[str | Path | NamedRun] | Mapping[str, ModelFactory], dataset: str
+) -> dict[str, ModelFactory | NamedRun]:
+    """What each benchmark entry runs, by name: named runs (shipped experiment names, YAML paths or `NamedRun`s,
+    checked before any fit), or a mapping of the caller's own factories."""
     if isinstance(models, Mapping):
         return dict(models)
-    runs = [named_run(ref, dataset) for ref in models]
+    runs = [ref if isinstance(ref, NamedRun) else named_run(ref, dataset) for ref in models]
     names = [run.name for run in runs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -61,7 +63,7 @@ def run_benchmark(
     dataset: str | Interactions = "ml-100k",
     *,
     protocol: str = "user-811",
-    models: Sequence[str | Path] | Mapping[str, ModelFactory] = DEFAULT_MODELS,
+    models: Sequence[str | Path | NamedRun] | Mapping[str, ModelFactory] = DEFAULT_MODELS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     ks: Sequence[int] = DEFAULT_KS,
     output: Path | None = None,
@@ -87,7 +89,8 @@ def run_benchmark(
             fitted = _fit(factory, train, valid, seed)
             model = fitted.model
             ev = judge(model, test, [train, valid], ks)
-            record = RunRecord(data.name, protocol, name, seed, model.params(), ev.summary,
+            params = {**model.params(), **(factory.fit_kwargs if isinstance(factory, NamedRun) else {})}
+            record = RunRecord(data.name, protocol, name, seed, params, ev.summary,
                                {**fitted.timings, "evaluate_s": ev.seconds}, ev.mode, env)  # fmt: skip
             records.append(record.to_json())
             per_user.append(ev.per_user.with_columns(pl.lit(name).alias("model"), pl.lit(seed).alias("seed")))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,11 +32,13 @@ RECOMMENDER_KEYS = {"recommender", "data"}
 
 @dataclass(frozen=True)
 class NamedRun:
-    """A run YAML: its name (the file's stem), where it is and what it holds."""
+    """A run YAML: its name (the file's stem), where it is and what it holds; ``fit_kwargs`` replace the YAML's
+    epochs, patience or batch size of a Lightning run (e.g. a script's epoch cap), and are recorded with its params."""
 
     name: str
     path: Path
     config: dict[str, Any]
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> Literal["lightning", "recommender"]:
@@ -128,7 +130,7 @@ def fit_run(run: NamedRun, train: Interactions, valid: Interactions | None, seed
 
         with quiet_lightning():  # building the YAML's trainer prints Lightning's hardware notices
             built = load_experiment(run.path, ["--seed_everything", str(seed), "--model.init_args.seed", str(seed)])
-        model = built.fit(train, valid)
+        model = built.fit(train, valid, **run.fit_kwargs)
         timings["epochs"] = float(model.epochs_trained_)
     timings["fit_s"] = time.perf_counter() - started
     return FittedRun(model, timings)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import recsys
+from recsys.data.examples import all_pairs
 from recsys.data.modules import InteractionsDataModule
 from recsys.mnar import PopularityPropensity
 from recsys.models import MF
@@ -87,8 +88,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     train = recsys.datasets.load("ml-100k")
-    data = InteractionsDataModule.from_splits(train, batch_size=args.batch_size, batches_per_step=1_000_000, pairs="all")
-    grid = InteractionsDataModule.all_pairs(train)
+    data = InteractionsDataModule.from_splits(train, batch_size=args.batch_size)  # RelMFTask: the grid, one step an epoch
+    grid = all_pairs(train)
     times: dict[str, list[float]] = {"bare": [], **{e: [] for e in args.estimators}}
     for rep in range(args.reps + 1):  # the first round warms up and is dropped
         round_times = {"bare": bare_epoch(grid["user"], grid["item"], grid["label"], train.n_users, train.n_items,
