@@ -221,12 +221,10 @@ def render_report(result: BenchmarkResult, data: Interactions, protocol: str) ->
 
 
 def _plot_ndcg_at_k(board: pl.DataFrame, ks: Sequence[int], path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for row in board.iter_rows(named=True):
         values = [row[f"ndcg@{k}"] for k in ks]
         errors = [row[f"ndcg@{k}_std"] for k in ks]
@@ -239,7 +237,6 @@ def _plot_ndcg_at_k(board: pl.DataFrame, ks: Sequence[int], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _progress(total: int, enabled: bool):

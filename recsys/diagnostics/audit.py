@@ -158,10 +158,7 @@ def _rows(values: dict[str, Estimate]) -> list[str]:
 
 
 def _plots(metrics: dict, diagnostics: dict, output: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
     def bars(ax, labels: list[str], estimates: list[Estimate], ylabel: str) -> None:
         values = np.array([e.value for e in estimates])
@@ -170,24 +167,24 @@ def _plots(metrics: dict, diagnostics: dict, output: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     bars(ax, list(metrics), [m["ndcg@10"] for m in metrics.values()], "test NDCG@10")
     fig.tight_layout()
     fig.savefig(output / "models.png", dpi=120)
-    plt.close(fig)
 
     smooth = diagnostics["smoothness"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     keys = ["consecutive_cosine", "random_pair_cosine", "test_last_to_target_cosine"]
     bars(ax, ["consecutive", "random", "last→target"], [smooth[k] for k in keys], "mean cosine")
     fig.tight_layout()
     fig.savefig(output / "smoothness.png", dpi=120)
-    plt.close(fig)
 
     hist = {k: v for k, v in diagnostics["history_dependence"].items() if k.startswith("ndcg@10_last_")}
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     bars(ax, [k.removeprefix("ndcg@10_last_") for k in hist], list(hist.values()), "SASRec NDCG@10")
     ax.set_xlabel("history items read (last L)")
     fig.tight_layout()
     fig.savefig(output / "history.png", dpi=120)
-    plt.close(fig)

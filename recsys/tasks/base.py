@@ -294,9 +294,13 @@ class RecommenderTask(L.LightningModule, Recommender):
 
         A convenience over Lightning for the Python API and `recsys benchmark`; `recsys fit` runs the same
         module through LightningCLI. ``trainer_kwargs`` go to the `lightning.Trainer` (e.g.
-        ``check_val_every_n_epoch``, ``strategy``)."""
-        return fit_task(self, train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
-                        progress=progress, **trainer_kwargs)  # fmt: skip
+        ``check_val_every_n_epoch``, ``strategy``). Afterwards ``best_weights_`` records the best validation value
+        and epoch, and ``epochs_trained_`` the epochs run."""
+        self.best_weights_, self.epochs_trained_ = fit_task(
+            self, train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size, progress=progress,
+            **trainer_kwargs,
+        )  # fmt: skip
+        return self
 
     def params(self) -> dict:
         return {"task": type(self).__name__, **dict(self.hparams)}

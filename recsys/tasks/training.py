@@ -69,19 +69,23 @@ def fit_task(
     batch_size: int = 2048,
     progress: bool = False,
     callbacks: list[L.Callback] | None = None,
+    monitor: str | None = None,
+    monitor_mode: str | None = None,
     **trainer_kwargs: Any,
-) -> Any:
+) -> tuple[BestWeights, int]:
     """Seed, train and (with ``valid``) early-stop ``task`` (a `RecommenderTask`) on its ``monitor``; the best
-    validation epoch's weights are kept (``task.best_weights_``), and the epochs run in ``task.epochs_trained_``.
+    validation epoch's weights are restored. Returns the `BestWeights` record and the epochs run.
 
-    ``callbacks`` are appended after the early-stopping and best-weights callbacks; ``trainer_kwargs`` go to the
+    ``callbacks`` are appended after the early-stopping and best-weights callbacks; ``monitor`` / ``monitor_mode``
+    replace the task's (a study tuning another validation metric); ``trainer_kwargs`` go to the
     `lightning.Trainer` (e.g. ``check_val_every_n_epoch``)."""
     L.seed_everything(task.seed, verbose=False)
     data = InteractionsDataModule.from_splits(train, valid, batch_size=batch_size, seed=task.seed)
+    metric, mode = monitor or task.monitor, monitor_mode or task.monitor_mode
     own: list[L.Callback] = []
-    best = BestWeights(task.monitor, task.monitor_mode)
+    best = BestWeights(metric, mode)
     if valid is not None:
-        own = [L.pytorch.callbacks.EarlyStopping(task.monitor, mode=task.monitor_mode, patience=patience), best]
+        own = [L.pytorch.callbacks.EarlyStopping(metric, mode=mode, patience=patience), best]
     with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=max_epochs,
@@ -96,10 +100,8 @@ def fit_task(
             **trainer_kwargs,
         )
         trainer.fit(task, datamodule=data)
-    task.best_weights_ = best
-    task.epochs_trained_ = trainer.current_epoch
     task.eval()
-    return task
+    return best, trainer.current_epoch
 
 
 class EarlyStoppingOnTask(L.pytorch.callbacks.EarlyStopping):

@@ -109,28 +109,27 @@ class LightningFit:
 def fit_lightning(
     config: dict[str, Any], monitor: str, direction: str, *, callbacks: Sequence[Any] = (), keep_test: bool = False,
 ) -> LightningFit:
-    """Fit the experiment ``config`` silently, keeping the best validation epoch's weights (by ``monitor``).
+    """Fit the experiment ``config`` silently through the engine's fit (`recsys.lightning_cli.Experiment.fit`: the
+    YAML's epochs, patience and batch size), early-stopping on and keeping the best epoch by ``monitor``.
 
-    Unless ``keep_test``, the data module's test split is replaced by an empty one before training, so nothing in
-    the fit can read it (trials); retrains for the report keep it."""
-    from recsys.tasks.training import BestWeights, quiet_lightning
+    Only train and validation reach the fit, so nothing in a trial can read the test split; ``keep_test`` keeps
+    the data module's test split for the report's retrains (otherwise it is emptied)."""
+    from recsys.lightning_cli import Experiment
 
     cli = build_cli(trial_trainer(config))
-    task, data, trainer = cli.model, cli.datamodule, cli.trainer
+    experiment = Experiment(cli.model, cli.datamodule, cli.trainer)
+    data = experiment.data
     data.prepare_data()
     data.setup("fit")
     if not keep_test:
         data.test = data.train.with_frame(data.train.frame.clear())
-    best = BestWeights(monitor, mode="max" if direction == "maximize" else "min")
-    trainer.callbacks.extend([best, *callbacks])
     started = time.perf_counter()
-    with quiet_lightning():
-        trainer.fit(task, datamodule=data)
+    task = experiment.fit(data.train, data.valid, callbacks=list(callbacks), monitor=monitor,
+                          monitor_mode="max" if direction == "maximize" else "min")  # fmt: skip
+    best = task.best_weights_
     if best.best is None:
-        logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
-        raise SpecError(f"the trainer never logged {monitor!r} (it logged {logged}); check 'metric' and eval_k")
-    task.eval()
-    return LightningFit(task, data, best.best, int(best.best_epoch or 0), trainer.current_epoch,
+        raise SpecError(f"validation never logged {monitor!r}; check 'metric' and eval_k")
+    return LightningFit(task, data, best.best, int(best.best_epoch or 0), task.epochs_trained_,
                         time.perf_counter() - started)  # fmt: skip
 
 

@@ -142,10 +142,8 @@ def _trials_frame(study: optuna.Study) -> pl.DataFrame:
 
 def _plots(study: optuna.Study, output: Path) -> list[str]:
     """Optimisation history, parameter importances and parallel coordinates as PNG (Optuna's matplotlib
-    plots, offline); a plot Optuna cannot draw (e.g. importances from one trial) is logged and skipped."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    plots, offline); a plot Optuna cannot draw (e.g. importances from one trial) is logged and skipped. Optuna draws
+    through pyplot, whose backend is the caller's (headless machines fall back to Agg by themselves)."""
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
