@@ -30,6 +30,37 @@ USER_METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
 CATALOGUE_METRICS = ("coverage", "popularity", "gini")
 
 
+def log2_discounts(n: int) -> np.ndarray:
+    """``[n]`` float64 standard DCG discounts 1 / log2(r + 1) of ranks r = 1 … n."""
+    return 1.0 / np.log2(np.arange(2, n + 2, dtype=np.float64))
+
+
+def dcg(gains: np.ndarray, ks: Sequence[int], discounts: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """The ranking-metric kernel every evaluation path shares: Σ_{r ≤ K} gain_r · discount_r per user at each K.
+
+    Args:
+        gains: ``[U, K_max]`` gain of each ranked slot (hits, 1/θ weights, graded relevance), best rank first.
+        ks: cut-offs; one past ``K_max`` sums the whole list (a candidate list shorter than K).
+        discounts: ``[K_max]`` per-rank discounts; `log2_discounts` when None.
+    """
+    discounts = log2_discounts(gains.shape[1]) if discounts is None else discounts
+    return _at(np.cumsum(gains * discounts, axis=1), ks)
+
+
+def precision_weighted(gains: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """Σ_{r ≤ K} gain_r · (Σ_{j ≤ r} gain_j) / r per user at each K: the numerator of (mean) average precision,
+    for binary or graded ``gains`` ``[U, K_max]``."""
+    ranks = np.arange(1, gains.shape[1] + 1, dtype=np.float64)
+    return _at(np.cumsum(gains * (np.cumsum(gains, axis=1) / ranks), axis=1), ks)
+
+
+def _at(cumulative: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """Column K of running sums ``[U, K_max]`` per cut-off (the last column for K past the list)."""
+    if cumulative.shape[1] == 0:
+        return {k: np.zeros(len(cumulative)) for k in ks}
+    return {k: cumulative[:, min(k, cumulative.shape[1]) - 1] for k in ks}
+
+
 def user_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
     """Per-user metrics at each K.
 
@@ -41,29 +72,26 @@ def user_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]
     Returns:
         ``{"ndcg@10": Tensor[B], ...}`` in float64.
     """
-    hits = hits.to(torch.float64)
-    n_rel = n_relevant.to(torch.float64)
     k_max = hits.shape[1]
-    ranks = torch.arange(1, k_max + 1, dtype=torch.float64)
-    discounts = 1.0 / torch.log2(ranks + 1.0)
-    ideal = torch.cumsum(discounts, 0)  # ideal[i] = IDCG with i+1 relevant items at the top
-    cum_hits = torch.cumsum(hits, 1)
-    precision_at_r = cum_hits / ranks
-    first_hit = torch.where(hits.any(1), hits.argmax(1).to(torch.float64) + 1.0, torch.inf)
-    out: dict[str, torch.Tensor] = {}
     for k in ks:
         if k > k_max:
             raise ValueError(f"cut-off {k} exceeds the {k_max} ranked items available")
-        h = hits[:, :k]
-        n_hits = cum_hits[:, k - 1]
-        capped = torch.clamp(n_rel, max=k)
-        out[f"ndcg@{k}"] = (h * discounts[:k]).sum(1) / ideal[capped.long() - 1]
-        out[f"recall@{k}"] = n_hits / n_rel
-        out[f"precision@{k}"] = n_hits / k
-        out[f"hit@{k}"] = (n_hits > 0).to(torch.float64)
-        out[f"mrr@{k}"] = torch.where(first_hit <= k, 1.0 / first_hit, torch.zeros_like(first_hit))
-        out[f"map@{k}"] = (precision_at_r[:, :k] * h).sum(1) / capped
-    return out
+    gains = hits.numpy().astype(np.float64)
+    n_rel = n_relevant.numpy().astype(np.float64)
+    ideal = np.cumsum(log2_discounts(k_max))  # ideal[i] = IDCG with i+1 relevant items at the top
+    n_hits = np.cumsum(gains, axis=1)
+    first_hit = np.where(gains.any(1), gains.argmax(1) + 1.0, np.inf)
+    discounted, precision = dcg(gains, ks), precision_weighted(gains, ks)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        capped = np.minimum(n_rel, k)
+        out[f"ndcg@{k}"] = discounted[k] / ideal[capped.astype(np.int64) - 1]
+        out[f"recall@{k}"] = n_hits[:, k - 1] / n_rel
+        out[f"precision@{k}"] = n_hits[:, k - 1] / k
+        out[f"hit@{k}"] = (n_hits[:, k - 1] > 0).astype(np.float64)
+        out[f"mrr@{k}"] = np.where(first_hit <= k, 1.0 / first_hit, 0.0)
+        out[f"map@{k}"] = precision[k] / capped
+    return {name: torch.from_numpy(values) for name, values in out.items()}
 
 
 def gini(counts: np.ndarray) -> float:

@@ -31,6 +31,7 @@ import polars as pl
 import torch
 
 from recsys.data.interactions import Interactions
+from recsys.evaluation.metrics import dcg, precision_weighted
 from recsys.ranking import rank_candidates
 from recsys.recommender import Recommender
 
@@ -52,17 +53,16 @@ def propensity_metrics(
     """
     hit = hits.astype(np.float64)
     weight = np.where(hits, 1.0 / np.where(hits, theta_ranked, 1.0), 0.0)  # [U, K]
-    discount = 1.0 / np.log2(np.arange(2, hit.shape[1] + 2, dtype=np.float64))
+    ips_dcg, naive_dcg = dcg(weight, ks), dcg(hit, ks)
     out: dict[str, np.ndarray] = {}
     for k in ks:
         ips_hits = weight[:, :k].sum(1)
-        ips_dcg = (weight[:, :k] * discount[:k]).sum(1)
         out[f"ips_hits@{k}"] = ips_hits
-        out[f"ips_dcg@{k}"] = ips_dcg
+        out[f"ips_dcg@{k}"] = ips_dcg[k]
         out[f"snips_recall@{k}"] = ips_hits / theta_sum_inverse
-        out[f"snips_dcg@{k}"] = ips_dcg / theta_sum_inverse
+        out[f"snips_dcg@{k}"] = ips_dcg[k] / theta_sum_inverse
         out[f"naive_hits@{k}"] = hit[:, :k].sum(1)
-        out[f"naive_dcg@{k}"] = (hit[:, :k] * discount[:k]).sum(1)
+        out[f"naive_dcg@{k}"] = naive_dcg[k]
     return out
 
 
@@ -117,16 +117,14 @@ def mar_metrics(relevance: np.ndarray, valid: np.ndarray, ks: Sequence[int]) -> 
     (Σ_{j ≤ r} rel_j / r). DCG and MAP are not normalised (as in the authors' code).
     """
     rel = np.where(valid, relevance, 0.0)
-    ranks = np.arange(1, rel.shape[1] + 1, dtype=np.float64)
-    discount = 1.0 / np.log2(ranks + 1.0)
     total = rel.sum(1)
-    precision = np.cumsum(rel, axis=1) / ranks
+    discounted, precision = dcg(rel, ks), precision_weighted(rel, ks)
     out: dict[str, np.ndarray] = {}
     for k in ks:
-        top = rel[:, :k]
-        out[f"dcg@{k}"] = (top * discount[:k]).sum(1)
-        out[f"recall@{k}"] = np.divide(top.sum(1), total, out=np.zeros_like(total), where=total > 0)
-        out[f"map@{k}"] = (top * precision[:, :k]).sum(1)
+        top = rel[:, :k].sum(1)
+        out[f"dcg@{k}"] = discounted[k]
+        out[f"recall@{k}"] = np.divide(top, total, out=np.zeros_like(total), where=total > 0)
+        out[f"map@{k}"] = precision[k]
     return out
 
 

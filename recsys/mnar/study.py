@@ -29,6 +29,7 @@ import torch
 from recsys.data.features import FeatureSpace, Field
 from recsys.data.semisynthetic import SemiSynthetic
 from recsys.mnar.estimators import estimator_loss, local_losses, pair_weights
+from recsys.evaluation.metrics import dcg, precision_weighted
 from recsys.models.mf import MF
 from recsys.ranking import rank_candidates
 
@@ -245,17 +246,14 @@ def ranking_metrics(
     order = rank_candidates(scores, items, valid)
     rel = np.take_along_axis(relevant & valid, order, axis=1).astype(np.float64)  # [U, C] by rank
     n_pos = relevant.sum(axis=1).astype(np.float64)
-    ranks = np.arange(1, rel.shape[1] + 1, dtype=np.float64)
-    standard = 1.0 / np.log2(ranks + 1.0)
-    repo = np.concatenate([[1.0], 1.0 / np.log2(ranks[1:])])
-    precision = np.cumsum(rel, axis=1) / ranks
+    repo = np.concatenate([[1.0], 1.0 / np.log2(np.arange(2, rel.shape[1] + 1, dtype=np.float64))])
+    standard, quirk, precision = dcg(rel, ks), dcg(rel, ks, repo), precision_weighted(rel, ks)
     out: dict[str, float] = {}
     for k in ks:
-        top = rel[:, :k]
-        out[f"dcg@{k}"] = float(np.mean((top * standard[:k]).sum(1) / n_pos))
-        out[f"dcg_repo@{k}"] = float(np.mean((top * repo[:k]).sum(1) / n_pos))
-        out[f"recall@{k}"] = float(np.mean(top.sum(1) / n_pos))
-        out[f"map@{k}"] = float(np.mean((precision[:, :k] * top).sum(1) / n_pos))
+        out[f"dcg@{k}"] = float(np.mean(standard[k] / n_pos))
+        out[f"dcg_repo@{k}"] = float(np.mean(quirk[k] / n_pos))
+        out[f"recall@{k}"] = float(np.mean(rel[:, :k].sum(1) / n_pos))
+        out[f"map@{k}"] = float(np.mean(precision[k] / n_pos))
     return out
 
 

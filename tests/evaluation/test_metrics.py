@@ -254,3 +254,16 @@ def test_mrr_matches_torchmetrics_where_definitions_agree(seed, k):
         assert ours[f"mrr@{k}"][u] == pytest.approx(truncated, abs=1e-6)
     preds, target, indexes = _flat(scores, relevance)
     assert ours[f"mrr@{n_items}"].mean() == pytest.approx(float(RetrievalMRR()(preds, target, indexes=indexes)), abs=1e-6)
+
+
+def test_the_shared_dcg_and_precision_kernels_by_hand() -> None:
+    from recsys.evaluation.metrics import dcg, precision_weighted
+
+    gains = np.array([[1.0, 0.0, 2.0]])  # graded: 1 at rank 1, 2 at rank 3
+    out = dcg(gains, (1, 3, 5))
+    assert out[1][0] == pytest.approx(1.0)
+    assert out[3][0] == pytest.approx(1.0 + 2.0 / 2.0)  # log2(3 + 1) = 2
+    assert out[5][0] == out[3][0]  # a cut-off past the list sums the whole list
+    assert dcg(gains, (3,), np.array([1.0, 1.0, 1.0]))[3][0] == pytest.approx(3.0)  # the discount is the caller's
+    binary = np.array([[1.0, 0.0, 1.0]])
+    assert precision_weighted(binary, (3,))[3][0] == pytest.approx(1.0 + 2.0 / 3.0)  # AP numerator: P@1 + P@3
