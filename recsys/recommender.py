@@ -89,8 +89,6 @@ class Recommender(ABC):
         Returns a frame ``user, item, score, rank`` in raw ids, ``k`` rows per user (fewer only when the
         user has fewer unseen items), ranks starting at 1, ties by item code: the evaluator's lists.
         """
-        from recsys.ranking import top_k
-
         train = self.train_data
         if users is None:
             codes = np.arange(train.n_users, dtype=np.int64)

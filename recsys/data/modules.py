@@ -20,6 +20,18 @@ of different lengths), which a collate step turns into a batch."""
 Collate = Callable[[Any], Any]
 
 
+def count(examples: Examples) -> int:
+    """Number of examples (rows of the aligned tensors, or samples)."""
+    return len(next(iter(examples.values()))) if isinstance(examples, dict) else len(examples)
+
+
+def take(examples: Examples, index: torch.Tensor) -> Any:
+    """The examples at ``index`` ``[B]``: sliced tensors, or the samples as a list."""
+    if isinstance(examples, dict):
+        return {name: tensor[index] for name, tensor in examples.items()}
+    return [examples[i] for i in index.tolist()]
+
+
 class EpochBatches(IterableDataset):
     """Shuffled mini-batches of examples, reshuffled each epoch from ``(seed, epoch)``.
 
@@ -44,7 +56,7 @@ class EpochBatches(IterableDataset):
     ) -> None:
         self.examples, self.batch_size, self.seed, self.epoch, self.rank = examples, batch_size, seed, epoch, rank
         self.batches_per_step, self.collate = batches_per_step, collate
-        self.n_rows = len(next(iter(examples.values()))) if isinstance(examples, dict) else len(examples)
+        self.n_rows = count(examples)
 
     def __len__(self) -> int:
         _, world = self.rank()
@@ -73,10 +85,7 @@ class EpochBatches(IterableDataset):
             per_rank = len(batches) // world
             batches = batches[rank::world][:per_rank]
         for index in batches:
-            if isinstance(self.examples, dict):
-                batch: Any = {name: tensor[index] for name, tensor in self.examples.items()}
-            else:
-                batch = [self.examples[i] for i in index.tolist()]
+            batch = take(self.examples, index)
             yield batch if self.collate is None else self.collate(batch)
 
 

@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from recsys.data.features import feature_space
 from recsys.data.interactions import Interactions
-from recsys.data.modules import Collate, Examples, InteractionsDataModule
+from recsys.data.modules import Examples, InteractionsDataModule, count, take
 from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
@@ -130,8 +130,7 @@ class RecommenderTask(L.LightningModule, Recommender):
 
     def train_dataloader(self) -> Any:
         data: InteractionsDataModule = self.trainer.datamodule
-        collate: Collate | None = None if type(self).collate is RecommenderTask.collate else self.collate
-        return data.loader(self.training_examples(data.train), self.batches_per_step, collate)
+        return data.loader(self.training_examples(data.train), self.batches_per_step, self.collate)
 
     def use_optimizer(self, optimizer: dict[str, Any], lr_scheduler: dict[str, Any] | None = None) -> None:
         """Train with this optimiser (and scheduler) instead of the task's own: ``{class_path, init_args}`` as
@@ -195,18 +194,15 @@ class RecommenderTask(L.LightningModule, Recommender):
     def example_losses(self, part: Interactions, batch_size: int = 4096) -> torch.Tensor:
         """``[N]`` `losses` of every training example built from ``part``, in order, in eval mode, no gradient."""
         examples = self.training_examples(part)
-        n = len(next(iter(examples.values()))) if isinstance(examples, dict) else len(examples)
         was_training = self.training
         self.eval()
         out = []
         with torch.no_grad():
-            for start in range(0, n, batch_size):
-                rows = range(start, min(n, start + batch_size))
-                if isinstance(examples, dict):
-                    batch: Any = {k: v[start : start + batch_size].to(self.device) for k, v in examples.items()}
-                else:
-                    batch = [examples[i] for i in rows]
-                out.append(self.losses(self.collate(batch)).cpu())
+            for index in torch.arange(count(examples)).split(batch_size):
+                batch = self.collate(take(examples, index))
+                if isinstance(batch, dict):
+                    batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
+                out.append(self.losses(batch).cpu())
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 

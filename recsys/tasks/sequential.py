@@ -10,7 +10,7 @@ position).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self, Sequence
+from typing import Any, Literal, Self
 
 import torch
 import torch.nn.functional as F
