@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--rating-col")
     imp.add_argument("--timestamp-col")
     imp.add_argument("--separator", help="field separator (default: tab for .tsv, comma otherwise)")
+    imp.add_argument("--force", action="store_true", help="replace a dataset that already exists under --name")
     describe = data_cmds.add_parser("describe", help="counts, density and history-length statistics")
     describe.add_argument("name")
 
@@ -178,6 +179,7 @@ def _data(args: argparse.Namespace) -> int:
             rating_col=args.rating_col,
             timestamp_col=args.timestamp_col,
             separator=args.separator,
+            force=args.force,
         )
         print(f"imported {args.file} into {folder}")
         return 0

@@ -249,7 +249,16 @@ def _extract(source: Source, archive: Path, target: Path) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------------------------ prepare / load
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A dataset name is one plain folder name: letters, digits, '.', '_' and '-', not starting with a dot."""
+
+
 def dataset_dir(name: str) -> Path:
+    """``<data dir>/<name>``; a name that is not a plain folder name (separators, ``..``, absolute) is refused, so
+    no dataset is ever read or written outside the data folder."""
+    if not isinstance(name, str) or not DATASET_NAME.fullmatch(name) or ".." in name:
+        raise DataError(f"dataset name {name!r} is not a plain name (letters, digits, '.', '_', '-'; no path "
+                        "separators or '..')")  # fmt: skip
     return data_dir() / name
 
 
@@ -346,13 +355,24 @@ def import_file(
     rating_col: str | None = None,
     timestamp_col: str | None = None,
     separator: str | None = None,
+    force: bool = False,
 ) -> Path:
     """Import a user's CSV / TSV / Parquet file into the cache under ``name``; returns the folder.
 
     The separator is taken from the extension (``.tsv`` tab, else comma) unless given. Every bad row is an
-    error naming the file, the column and the row; no row is dropped.
+    error naming the file, the column and the row; no row is dropped. A dataset already prepared under ``name``
+    (imported, or a built-in card's) is replaced only with ``force``.
     """
     path = Path(path)
+    folder = dataset_dir(name)
+    if is_prepared(name) and not force:
+        meta = json.loads((folder / "meta.json").read_text())
+        what = f"imported from {meta['file']}" if meta.get("source") == "import" else f"prepared from {meta.get('source', 'a card')}"
+        raise DataError(f"dataset {name!r} exists in {folder} ({what}, {meta.get('interactions', '?')} interactions): "
+                        "choose another --name, or pass --force to replace it")  # fmt: skip
+    if name in available_cards() and not force:
+        raise DataError(f"{name!r} is a built-in dataset card: an import under its name would stand in for it; "
+                        "choose another --name, or pass --force")  # fmt: skip
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.suffix == ".parquet":
@@ -377,6 +397,7 @@ def import_file(
         name=name,
         source=str(path),
     )
-    folder = dataset_dir(name)
+    if force and folder.exists():
+        shutil.rmtree(folder)  # replaced whole: no feature file of the old dataset survives beside the new one
     write_prepared(folder, data, RawTables(data.frame), origin={"source": "import", "file": str(path.resolve())})
     return folder

@@ -1,0 +1,94 @@
+"""Careless or hostile input: each case gets one clear error naming the problem, and nothing outside the data
+folder changes (the hostile-input suite of the hardening issue; more cases join it as they are handled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from recsys.cli import main
+from recsys.data.registry import import_file, load
+from recsys.data.validation import DataError
+from recsys.ranking import NonFiniteScoreError
+
+
+def snapshot(root: Path) -> dict[str, float]:
+    """Every file under ``root`` with its modification time (what a write outside the data folder would change)."""
+    return {str(p): p.stat().st_mtime for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture()
+def csv(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "good.csv"
+    pl.DataFrame({"u": [1, 1, 2, 3], "i": [10, 11, 10, 12]}).write_csv(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["../../etc", "/some/dir", "..", "a/b", ".hidden", "x\\\\y", "a b"])
+def test_a_dataset_name_with_a_path_in_it_is_refused_and_nothing_is_written(csv, tmp_path, name, capsys) -> None:
+    before = snapshot(tmp_path)
+    code = main(["data", "import", str(csv), "--name", name, "--user-col", "u", "--item-col", "i"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recsys: error: dataset name") and "plain name" in err
+    assert snapshot(tmp_path) == before
+
+
+def test_a_file_named_dotdot_csv_or_an_empty_name_does_not_import_into_the_cache_root(csv, tmp_path) -> None:
+    odd = tmp_path / "..csv"
+    odd.write_text(csv.read_text())
+    for name in (odd.stem, ""):
+        with pytest.raises(DataError, match="plain name"):
+            import_file(odd, name=name, user_col="u", item_col="i")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_existing_dataset_is_replaced_only_with_force_and_the_message_says_what_exists(csv, tmp_path, capsys) -> None:
+    args = ["data", "import", str(csv), "--name", "shop", "--user-col", "u", "--item-col", "i"]
+    assert main(args) == 0
+    folder = tmp_path / "cache" / "shop"
+    (folder / "items.parquet").write_bytes(b"stale")  # a feature file of the old dataset
+    before = snapshot(folder)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "4 interactions" in err and "--force" in err and str(csv) in err
+    assert snapshot(folder) == before  # nothing lost or overwritten
+    other = tmp_path / "other.csv"
+    pl.DataFrame({"u": [7], "i": [70]}).write_csv(other)
+    assert main(["data", "import", str(other), "--name", "shop", "--user-col", "u", "--item-col", "i", "--force"]) == 0
+    assert load("shop").frame.height == 1 and not (folder / "items.parquet").exists()
+
+
+def test_nan_scores_raise_naming_the_user_instead_of_ranking_first() -> None:
+    from recsys.evaluation import evaluate
+    from recsys.recommender import Recommender
+    from recsys.testing import two_communities
+
+    class Broken(Recommender):
+        def fit(self, train, valid=None):
+            self._remember(train)
+            return self
+
+        def score(self, users, history=None):
+            scores = torch.rand(len(users), self.n_items, generator=torch.Generator().manual_seed(0))
+            scores[users == bad, 5] = torch.nan
+            return scores
+
+    train, test = two_communities()
+    bad = int(train.users.encode(pl.Series(["u3"]))[0])
+    model = Broken().fit(train)
+    with pytest.raises(NonFiniteScoreError, match=r"nan for user 'u3'"):
+        evaluate(model, test, exclude=[train])
+    with pytest.raises(NonFiniteScoreError, match=r"user 'u3'"):
+        model.recommend(["u3"], k=3)
+    assert np.isfinite(model.recommend(["u2"], k=3)["score"].to_numpy()).all()
+
+
+def test_an_import_may_not_take_a_built_in_cards_name_silently(csv) -> None:
+    with pytest.raises(DataError, match="built-in dataset card"):
+        import_file(csv, name="ml-100k", user_col="u", item_col="i")
