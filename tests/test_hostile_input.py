@@ -92,3 +92,30 @@ def test_nan_scores_raise_naming_the_user_instead_of_ranking_first() -> None:
 def test_an_import_may_not_take_a_built_in_cards_name_silently(csv) -> None:
     with pytest.raises(DataError, match="built-in dataset card"):
         import_file(csv, name="ml-100k", user_col="u", item_col="i")
+
+
+def _run_case():
+    test = pl.DataFrame({"user": ["a", "b"], "item": ["x", "y"]})
+    run = pl.DataFrame({"user": ["a", "a", "a", "b", "b"], "item": ["z", "x", "x", "w", "y"],
+                        "score": [0.5, 0.1, 0.9, 0.8, 0.7]})  # fmt: skip
+    return run, test
+
+
+def test_a_run_that_lists_a_pair_twice_keeps_its_highest_score_whatever_the_order() -> None:
+    from recsys.evaluation import evaluate
+
+    run, test = _run_case()  # a's hit x is listed low first, then high
+    forward = evaluate(run, test, k=(1,))
+    backward = evaluate(run.reverse(), test, k=(1,))
+    assert forward.summary == backward.summary and forward["hit@1"] == 0.5  # a: x (0.9) first; b: w first
+    assert forward.duplicate_rows == 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None])
+def test_a_run_with_non_finite_scores_is_refused_naming_the_row(bad) -> None:
+    from recsys.evaluation import evaluate
+
+    run, test = _run_case()
+    run = run.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(bad).otherwise(pl.col("score")).alias("score"))
+    with pytest.raises(NonFiniteScoreError, match=r"user 'b', item 'w'"):
+        evaluate(run, test, k=(1,))

@@ -18,7 +18,7 @@ from recsys.data.csr import binary_csr
 from recsys.data.interactions import Interactions, Vocabulary
 from recsys.data.sequences import Sequences
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
-from recsys.ranking import ScoreFn, top_k
+from recsys.ranking import NonFiniteScoreError, ScoreFn, top_k
 from recsys.recommender import Recommender
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ class Evaluation:
         mode: ``"full"`` or e.g. ``"sampled:uniform:100"``.
         skipped_users: test users the model cannot score (unknown to its training data), reported not hidden.
         unknown_items: test interactions with items unknown to the model (counted as relevant, never hit).
+        duplicate_rows: rows of a run frame that repeat a (user, item) pair; each pair keeps its highest score.
         seconds: wall time of the evaluation.
     """
 
@@ -67,6 +68,7 @@ class Evaluation:
     mode: str = "full"
     skipped_users: int = 0
     unknown_items: int = 0
+    duplicate_rows: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -180,7 +182,7 @@ def _evaluate_model(
         batch_size=batch_size, progress=progress, labels=train.users.decode,
     )  # fmt: skip
     hits = _hits(items, scores, users, test_csr)
-    return users, train.users, items, scores, hits, n_rel[users], popularity, skipped, unknown_items
+    return users, train.users, items, scores, hits, n_rel[users], popularity, skipped, unknown_items, 0
 
 
 def _as_codes(part: Relevance, users: Vocabulary, items: Vocabulary, what: str):
@@ -280,7 +282,8 @@ def _sample_candidates(
 
 # ------------------------------------------------------------------------------------------------ run path
 def _evaluate_run(run: pl.DataFrame, test: Relevance, exclude: Sequence[Relevance], ks: tuple[int, ...]):
-    """Rank an external run (raw ids, higher score first; ties by item id) and compute hits by joining."""
+    """Rank an external run (raw ids, higher score first; ties by item code; a pair listed twice keeps its highest
+    score; null, NaN or +inf scores refused) and compute hits by joining."""
     missing = [c for c in ("user", "item", "score") if c not in run.columns]
     if missing:
         raise ValueError(f"run frame lacks column(s) {missing}; it needs 'user', 'item', 'score' (raw ids)")
@@ -295,13 +298,23 @@ def _evaluate_run(run: pl.DataFrame, test: Relevance, exclude: Sequence[Relevanc
         return frame.with_columns(users.encode(frame["user"]).alias("user"), items.encode(frame["item"]).alias("item"))
 
     ranked = code(run.select("user", "item", "score"))
+    bad = ranked.filter(pl.col("score").is_null() | pl.col("score").is_nan() | (pl.col("score") == float("inf")))
+    if bad.height:
+        raise NonFiniteScoreError(
+            f"run: {bad.height} row(s) have a null, NaN or +inf score, e.g. user "
+            f"{users.decode([bad['user'][0]])[0]!r}, item {items.decode([bad['item'][0]])[0]!r}"
+        )
+    # A pair listed twice keeps its highest score (the documented rule), whatever the order of the rows.
+    duplicates = ranked.height - ranked.select("user", "item").n_unique()
+    if duplicates:
+        log.warning("run: %d row(s) repeat a (user, item) pair; each pair keeps its highest score", duplicates)
+        ranked = ranked.group_by("user", "item").agg(pl.col("score").max())
     if exclude_raw:
         banned = pl.concat([code(p.select("user", "item")) for p in exclude_raw]).unique()
         ranked = ranked.join(banned, on=["user", "item"], how="anti")
     k_max = ks[-1]
     ranked = (
-        ranked.unique(["user", "item"], keep="first")
-        .sort(["user", "score", "item"], descending=[False, True, False])
+        ranked.sort(["user", "score", "item"], descending=[False, True, False])
         .with_columns(pl.int_range(pl.len()).over("user").alias("rank"))
         .filter(pl.col("rank") < k_max)
     )
@@ -323,7 +336,7 @@ def _evaluate_run(run: pl.DataFrame, test: Relevance, exclude: Sequence[Relevanc
         pl.concat([code(p.select("user", "item")) for p in exclude_raw])["item"].to_numpy() if exclude_raw else [],
         minlength=len(items),
     ).astype(np.float64)
-    return eval_users, users, item_matrix, score_matrix, hits, n_rel[eval_users], popularity, 0, 0
+    return eval_users, users, item_matrix, score_matrix, hits, n_rel[eval_users], popularity, 0, 0, duplicates
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -337,6 +350,7 @@ def _finish(
     popularity: np.ndarray,
     skipped: int,
     unknown_items: int,
+    duplicate_rows: int,
     *,
     ks: tuple[int, ...],
     sampling: Sampling | None,
@@ -370,6 +384,7 @@ def _finish(
         mode=sampling.label if sampling else "full",
         skipped_users=skipped,
         unknown_items=unknown_items,
+        duplicate_rows=duplicate_rows,
         seconds=seconds,
     )
 
