@@ -25,6 +25,7 @@ from recsys.data.modules import InteractionsDataModule
 from recsys.records import RunRecord
 from recsys.resources import experiments_dir
 from recsys.tasks.base import RecommenderTask
+from recsys.tasks.training import quiet_lightning
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -156,7 +157,9 @@ def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experi
 
     ``overrides`` are CLI arguments, e.g. ``["--model.init_args.seed", "7", "--data.seed", "7"]``.
     """
-    with warnings.catch_warnings():  # `args` replaces the calling script's own command line, as intended here
+    # Quiet: the trainer it builds would print Lightning's hardware notices once per experiment; and `args`
+    # replaces the calling script's own command line, as intended here.
+    with quiet_lightning(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = RecsysCLI(
             RecommenderTask, InteractionsDataModule, subclass_mode_model=True, run=False,

@@ -126,10 +126,8 @@ def fit_run(run: NamedRun, train: Interactions, valid: Interactions | None, seed
         model.fit(train, valid)
     else:
         from recsys.lightning_cli import load_experiment
-        from recsys.tasks.training import quiet_lightning
 
-        with quiet_lightning():  # building the YAML's trainer prints Lightning's hardware notices
-            built = load_experiment(run.path, ["--seed_everything", str(seed), "--model.init_args.seed", str(seed)])
+        built = load_experiment(run.path, ["--seed_everything", str(seed), "--model.init_args.seed", str(seed)])
         model = built.fit(train, valid, **run.fit_kwargs)
         timings["epochs"] = float(model.epochs_trained_)
     timings["fit_s"] = time.perf_counter() - started
