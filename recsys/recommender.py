@@ -90,6 +90,8 @@ class Recommender(ABC):
         user has fewer unseen items), ranks starting at 1, ties by item code: the evaluator's lists.
         """
         train = self.train_data
+        if isinstance(users, (str, bytes)):
+            raise TypeError(f"recommend takes a list of user ids, not one string ({users!r}): use [{users!r}]")
         if users is None:
             codes = np.arange(train.n_users, dtype=np.int64)
         else:

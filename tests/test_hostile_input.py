@@ -119,3 +119,17 @@ def test_a_run_with_non_finite_scores_is_refused_naming_the_row(bad) -> None:
     run = run.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(bad).otherwise(pl.col("score")).alias("score"))
     with pytest.raises(NonFiniteScoreError, match=r"user 'b', item 'w'"):
         evaluate(run, test, k=(1,))
+
+
+def test_recommend_takes_a_list_of_ids_and_never_rounds_one() -> None:
+    from recsys.baselines import Popularity
+
+    frame = pl.DataFrame({"user": [1, 1, 2, 12], "item": [5, 6, 5, 7]})
+    from recsys.data.interactions import Interactions
+
+    model = Popularity().fit(Interactions.from_frame(frame))
+    with pytest.raises(TypeError, match="list of user ids"):
+        model.recommend("12", k=1)  # would have been users 1 and 2
+    with pytest.raises(KeyError, match=r"not in the vocabulary.*1\.7"):
+        model.recommend([1.7], k=1)  # would have been user 1
+    assert model.recommend([12.0], k=1)["user"].to_list() == [12]  # an exact float id is that id

@@ -64,8 +64,12 @@ class Vocabulary:
         return self.ids.dtype
 
     def encode(self, raw: pl.Series, *, strict: bool = True, what: str = "id") -> pl.Series:
-        """Codes of ``raw``; unknown ids raise (``strict``) or become null."""
-        frame = pl.DataFrame({"raw": raw.cast(self.dtype, strict=False)})
+        """Codes of ``raw``; unknown ids raise (``strict``) or become null. An id the cast to the vocabulary's type
+        would change (``1.7`` for integer ids) is unknown, never silently another id."""
+        cast = raw.cast(self.dtype, strict=False)
+        if raw.dtype.is_float() and self.dtype.is_integer():
+            cast = pl.Series(raw.name, cast).set(cast.cast(pl.Float64) != raw, None)  # type: ignore[arg-type]
+        frame = pl.DataFrame({"raw": cast})
         codes = frame.join(self._table, on="raw", how="left", maintain_order="left")["code"]
         if strict and codes.null_count():
             unknown = raw.filter(codes.is_null()).unique().head(5).to_list()
