@@ -133,3 +133,39 @@ def test_recommend_takes_a_list_of_ids_and_never_rounds_one() -> None:
     with pytest.raises(KeyError, match=r"not in the vocabulary.*1\.7"):
         model.recommend([1.7], k=1)  # would have been user 1
     assert model.recommend([12.0], k=1)["user"].to_list() == [12]  # an exact float id is that id
+
+
+@pytest.fixture()
+def prepared(csv) -> Path:
+    """An imported dataset ``shop`` and its folder."""
+    import_file(csv, name="shop", user_col="u", item_col="i")
+    return csv.parent / "cache" / "shop"
+
+
+def test_a_flipped_bit_in_the_cache_is_caught_at_load_naming_the_file_and_the_fix(prepared) -> None:
+    path = prepared / "interactions.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"interactions\.parquet: checksum differs.*--force"):
+        load("shop")
+
+
+def test_a_deleted_cache_file_or_a_garbage_meta_json_is_an_error_not_a_success(prepared, capsys) -> None:
+    (prepared / "interactions.parquet").unlink()
+    with pytest.raises(DataError, match=r"interactions\.parquet: missing"):
+        load("shop")
+    (prepared / "meta.json").write_text("{not json")
+    assert main(["data", "describe", "shop"]) == 2
+    assert "meta.json: not a readable record" in capsys.readouterr().err
+
+
+def test_a_built_in_cache_that_is_damaged_makes_prepare_fail_instead_of_report_success(tmp_path, monkeypatch) -> None:
+    from recsys.data.registry import prepare
+
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "ml-100k"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text('{"source": "recbole-wheel", "files": {"interactions.parquet": "sha256:00"}}')
+    with pytest.raises(DataError, match=r"missing.*recsys data prepare ml-100k --force"):
+        prepare("ml-100k")

@@ -266,6 +266,35 @@ def is_prepared(name: str) -> bool:
     return (dataset_dir(name) / "meta.json").exists()
 
 
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+"""Files whose checksum this process has verified, by (path, size, mtime): each is hashed once per process."""
+
+
+def verify_prepared(name: str) -> dict[str, Any]:
+    """The prepared dataset's ``meta.json``, after checking that every file it lists exists with the checksum
+    written at prepare time; a mismatch, a missing or unreadable file raises `DataError` naming the file."""
+    folder = dataset_dir(name)
+    fix = f"prepare it again: recsys data prepare {name} --force" if name in available_cards() else (
+        f"import the file again with: recsys data import FILE --name {name} --force")  # fmt: skip
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        files = meta["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{folder / 'meta.json'}: not a readable record of a prepared dataset ({err}); {fix}") from err
+    for file, expected in files.items():
+        path = folder / file
+        if not path.is_file():
+            raise DataError(f"{path}: missing from the prepared dataset {name!r}; {fix}")
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if _VERIFIED.get(key) == expected:
+            continue
+        if f"sha256:{file_digest(path)}" != expected:
+            raise DataError(f"{path}: checksum differs from the one written at prepare time (the cache is damaged); {fix}")
+        _VERIFIED[key] = expected
+    return meta
+
+
 def prepare(name: str, *, source: str | None = None, force: bool = False) -> Path:
     """Download (or find offline), verify, parse and cache a built-in dataset; returns its folder.
 
@@ -274,6 +303,7 @@ def prepare(name: str, *, source: str | None = None, force: bool = False) -> Pat
     """
     folder = dataset_dir(name)
     if is_prepared(name) and not force:
+        verify_prepared(name)  # a damaged or partial cache is an error, never reported as prepared
         return folder
     dataset = card(name)
     candidates = [s for s in dataset.sources if source in (None, s.name)]
@@ -295,6 +325,14 @@ def prepare(name: str, *, source: str | None = None, force: bool = False) -> Pat
     raise DataError(f"could not prepare {name!r}; every source failed:\n" + "\n".join(errors))
 
 
+def _meta(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def write_prepared(folder: Path, data: Interactions, tables: RawTables, *, origin: dict[str, Any]) -> None:
     """Write the cached form: validated interactions (raw ids, typed columns) plus the feature frames."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -305,7 +343,9 @@ def write_prepared(folder: Path, data: Interactions, tables: RawTables, *, origi
             frame.write_parquet(target)
         elif target.exists():
             target.unlink()
-    meta = {**origin, **data.describe()}
+    written = ["interactions.parquet", *(f"{key}.parquet" for key in ("users", "items") if (folder / f"{key}.parquet").exists())]
+    files = {file: f"sha256:{file_digest(folder / file)}" for file in written}
+    meta = {**origin, **data.describe(), "files": files}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
 
 
@@ -331,6 +371,10 @@ def load(name: str, *, source: str | None = None) -> Interactions:
                 f"Known cards: {sorted(available_cards())}"
             )
         prepare(name, source=source)
+    elif "files" not in _meta(folder) and name in available_cards():
+        log.warning("%s was prepared by a recsys without cache checksums: preparing it again", name)
+        prepare(name, source=source, force=True)
+    verify_prepared(name)
     frame = pl.read_parquet(folder / "interactions.parquet")
     users = pl.read_parquet(folder / "users.parquet") if (folder / "users.parquet").exists() else None
     items = pl.read_parquet(folder / "items.parquet") if (folder / "items.parquet").exists() else None
