@@ -105,23 +105,16 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] in LIGHTNING_COMMANDS:
-        recommender = _recommender_run(words)
-        if recommender is not None:
-            from recsys.runs import run_recommender
-
-            run_recommender(recommender)
-            return 0
-        from recsys.lightning_cli import main as lightning_main
-
-        lightning_main(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
-        return 0
-    args = build_parser().parse_args(words)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from recsys.data.validation import DataError
     from recsys.errors import RunError
 
+    lightning = bool(words) and words[0] in LIGHTNING_COMMANDS
+    args = None if lightning else build_parser().parse_args(words)
+    if args is not None:
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        if args is None:
+            return _lightning(words, argv)
         if args.command == "data":
             return _data(args)
         if args.command == "benchmark":
@@ -137,6 +130,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recsys: error: {message}", file=sys.stderr)
         return 2
     return 1
+
+
+def _lightning(words: list[str], argv: Sequence[str] | None) -> int:
+    """``recsys fit|validate|test|predict``: a ``recommender:`` run through the engine, else LightningCLI."""
+    recommender = _recommender_run(words)
+    if recommender is not None:
+        from recsys.runs import run_recommender
+
+        run_recommender(recommender)
+        return 0
+    from recsys.lightning_cli import main as lightning_main
+
+    lightning_main(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
+    return 0
 
 
 def _recommender_run(words: list[str]):
@@ -201,7 +208,10 @@ def _benchmark_options(args: argparse.Namespace) -> dict:
         config = config_path(args.config)
         if not config.exists():
             raise FileNotFoundError(f"{config}: file not found")
-        spec = yaml.safe_load(config.read_text()) or {}
+        spec = yaml.safe_load(config.read_text())
+        if not isinstance(spec, dict) or not spec:
+            raise KeyError(f"{config}: expected a mapping with any of {sorted(BENCHMARK_DEFAULTS)}, got "
+                           f"{'an empty file' if spec is None else type(spec).__name__}")  # fmt: skip
         unknown = set(spec) - set(BENCHMARK_DEFAULTS)
         if unknown:
             raise KeyError(f"{config}: unknown key(s) {sorted(unknown)}; allowed: {sorted(BENCHMARK_DEFAULTS)}")

@@ -169,3 +169,34 @@ def test_a_built_in_cache_that_is_damaged_makes_prepare_fail_instead_of_report_s
     (folder / "meta.json").write_text('{"source": "recbole-wheel", "files": {"interactions.parquet": "sha256:00"}}')
     with pytest.raises(DataError, match=r"missing.*recsys data prepare ml-100k --force"):
         prepare("ml-100k")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--k", "0"], "cut-offs must be positive integers"),
+        (["--k", "10,1000000"], None),  # a cut-off past the catalogue: the whole list, no MemoryError
+        (["--drop-score"], "lacks column(s) ['score']"),
+    ],
+)
+def test_recsys_evaluate_errors_are_one_line_and_a_huge_k_is_fine(tmp_path, capsys, args, message) -> None:
+    run, test = _run_case()
+    if "--drop-score" in args:
+        run, args = run.drop("score"), []
+    run.write_csv(tmp_path / "run.csv")
+    test.write_csv(tmp_path / "test.csv")
+    code = main(["evaluate", "--run", str(tmp_path / "run.csv"), "--test", str(tmp_path / "test.csv"), *args])
+    err = capsys.readouterr().err
+    if message is None:
+        assert code == 0 and err == ""
+    else:
+        assert code == 2 and err.startswith("recsys: error: ") and message in err and "Traceback" not in err
+
+
+def test_an_empty_yaml_names_the_file(tmp_path, capsys) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert main(["fit", "--config", str(empty)]) == 2
+    assert main(["benchmark", "--config", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"recsys: error: {empty}") == 2 and "empty file" in err

@@ -16,6 +16,7 @@ import torch
 
 from recsys.data.csr import binary_csr
 from recsys.data.interactions import Interactions, Vocabulary
+from recsys.data.validation import DataError
 from recsys.data.sequences import Sequences
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS, catalogue_metrics, user_metrics
 from recsys.ranking import NonFiniteScoreError, ScoreFn, top_k
@@ -114,7 +115,7 @@ def evaluate(
     started = time.perf_counter()
     ks = tuple(sorted({int(x) for x in k}))
     if not ks or ks[0] < 1:
-        raise ValueError(f"cut-offs must be positive integers, got {k}")
+        raise DataError(f"cut-offs must be positive integers, got {tuple(k)}")
     if isinstance(model, pl.DataFrame):
         if users is not None:
             raise ValueError("users= selects model users by code; filter the run frame instead")
@@ -216,7 +217,7 @@ def _as_codes(part: Relevance, users: Vocabulary, items: Vocabulary, what: str):
 def _require_user_item(frame: pl.DataFrame, what: str) -> None:
     missing = [c for c in ("user", "item") if c not in frame.columns]
     if missing:
-        raise ValueError(f"{what} frame lacks column(s) {missing}; it needs raw-id columns 'user' and 'item'")
+        raise DataError(f"{what} frame lacks column(s) {missing}; it needs raw-id columns 'user' and 'item'")
 
 
 def _relevance_csr(parts: Sequence[Relevance], coded: Sequence[pl.DataFrame], train: Interactions) -> sp.csr_matrix:
@@ -286,7 +287,7 @@ def _evaluate_run(run: pl.DataFrame, test: Relevance, exclude: Sequence[Relevanc
     score; null, NaN or +inf scores refused) and compute hits by joining."""
     missing = [c for c in ("user", "item", "score") if c not in run.columns]
     if missing:
-        raise ValueError(f"run frame lacks column(s) {missing}; it needs 'user', 'item', 'score' (raw ids)")
+        raise DataError(f"run frame lacks column(s) {missing}; it needs 'user', 'item', 'score' (raw ids)")
     test_raw = test.decoded() if isinstance(test, Interactions) else test
     _require_user_item(test_raw, "test")
     exclude_raw = [p.decoded() if isinstance(p, Interactions) else p for p in exclude]
@@ -312,7 +313,7 @@ def _evaluate_run(run: pl.DataFrame, test: Relevance, exclude: Sequence[Relevanc
     if exclude_raw:
         banned = pl.concat([code(p.select("user", "item")) for p in exclude_raw]).unique()
         ranked = ranked.join(banned, on=["user", "item"], how="anti")
-    k_max = ks[-1]
+    k_max = min(ks[-1], len(items))  # a cut-off past the catalogue ranks the whole catalogue
     ranked = (
         ranked.sort(["user", "score", "item"], descending=[False, True, False])
         .with_columns(pl.int_range(pl.len()).over("user").alias("rank"))
@@ -357,12 +358,7 @@ def _finish(
     seconds: float,
 ) -> Evaluation:
     if len(users) == 0:
-        raise ValueError("no user has a test item: nothing to evaluate")
-    if hits.shape[1] < ks[-1]:  # catalogue smaller than the largest cut-off: pad with misses
-        pad = ks[-1] - hits.shape[1]
-        hits = np.pad(hits, ((0, 0), (0, pad)))
-        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-        items = np.pad(items, ((0, 0), (0, pad)))
+        raise DataError("no user has a test item: nothing to evaluate")
     per = user_metrics(torch.from_numpy(hits), torch.from_numpy(n_rel), ks)
     prefix = "sampled_" if sampling else ""
     summary = {f"{prefix}{name}": float(values.mean()) for name, values in per.items()}

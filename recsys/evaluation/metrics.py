@@ -65,30 +65,28 @@ def user_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]
     """Per-user metrics at each K.
 
     Args:
-        hits: ``[B, K_max]`` bool, ranked hit indicators (``K_max >= max(ks)``).
+        hits: ``[B, K_max]`` bool, ranked hit indicators; a cut-off past ``K_max`` (a catalogue shorter than K)
+            counts the slots past the list as misses, without materialising them.
         n_relevant: ``[B]`` number of relevant items per user (> 0).
         ks: cut-offs.
 
     Returns:
         ``{"ndcg@10": Tensor[B], ...}`` in float64.
     """
-    k_max = hits.shape[1]
-    for k in ks:
-        if k > k_max:
-            raise ValueError(f"cut-off {k} exceeds the {k_max} ranked items available")
     gains = hits.numpy().astype(np.float64)
     n_rel = n_relevant.numpy().astype(np.float64)
-    ideal = np.cumsum(log2_discounts(k_max))  # ideal[i] = IDCG with i+1 relevant items at the top
-    n_hits = np.cumsum(gains, axis=1)
+    depth = int(min(max(ks), n_rel.max(initial=1)))
+    ideal = np.cumsum(log2_discounts(depth))  # ideal[i] = IDCG with i+1 relevant items at the top
+    n_hits = _at(np.cumsum(gains, axis=1), ks)
     first_hit = np.where(gains.any(1), gains.argmax(1) + 1.0, np.inf)
     discounted, precision = dcg(gains, ks), precision_weighted(gains, ks)
     out: dict[str, np.ndarray] = {}
     for k in ks:
         capped = np.minimum(n_rel, k)
         out[f"ndcg@{k}"] = discounted[k] / ideal[capped.astype(np.int64) - 1]
-        out[f"recall@{k}"] = n_hits[:, k - 1] / n_rel
-        out[f"precision@{k}"] = n_hits[:, k - 1] / k
-        out[f"hit@{k}"] = (n_hits[:, k - 1] > 0).astype(np.float64)
+        out[f"recall@{k}"] = n_hits[k] / n_rel
+        out[f"precision@{k}"] = n_hits[k] / k
+        out[f"hit@{k}"] = (n_hits[k] > 0).astype(np.float64)
         out[f"mrr@{k}"] = np.where(first_hit <= k, 1.0 / first_hit, 0.0)
         out[f"map@{k}"] = precision[k] / capped
     return {name: torch.from_numpy(values) for name, values in out.items()}

@@ -97,9 +97,15 @@ def test_user_metrics_with_more_relevant_than_k():
         assert float(ours[name][0]) == pytest.approx(1.0, abs=TOL), name
 
 
-def test_cut_off_beyond_ranked_items_raises():
-    with pytest.raises(ValueError, match="exceeds"):
-        user_metrics(torch.zeros(2, 3, dtype=torch.bool), torch.tensor([1, 1]), [4])
+def test_cut_off_beyond_ranked_items_counts_the_missing_slots_as_misses():
+    # (it used to raise; the evaluator padded the hit matrix with misses instead, which a huge K cannot afford)
+    hits = torch.tensor([[False, True, False], [True, False, True]])
+    n_rel = torch.tensor([2, 3])
+    short = user_metrics(hits, n_rel, [3, 4, 1_000_000])
+    padded = user_metrics(torch.nn.functional.pad(hits, (0, 1)), n_rel, [3, 4])
+    for name, values in padded.items():
+        torch.testing.assert_close(short[name], values, msg=name)
+    assert float(short["precision@1000000"][1]) == pytest.approx(2 / 1_000_000)
 
 
 # ------------------------------------------------------------------------------------------- hand computation
