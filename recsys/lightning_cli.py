@@ -25,7 +25,7 @@ from recsys.data.modules import InteractionsDataModule
 from recsys.records import RunRecord
 from recsys.resources import experiments_dir
 from recsys.tasks.base import RecommenderTask
-from recsys.tasks.training import quiet_lightning
+from recsys.tasks.training import BestCheckpointOnTask, EarlyStoppingOnTask, quiet_lightning
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -65,6 +65,13 @@ class RecsysCLI(LightningCLI):
                 parts = sum(1 for _ in run.glob("metrics.until-*.csv"))  # a later resume keeps the earlier parts
                 suffix = f"-{parts + 1}" if parts else ""
                 (run / "metrics.csv").rename(run / f"metrics.until-{Path(ckpt).stem}{suffix}.csv")
+
+    def before_fit(self) -> None:
+        """Check every monitored name of the trainer's callbacks against what the task logs, before training."""
+        for callback in self.trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if monitor and not isinstance(callback, (EarlyStoppingOnTask, BestCheckpointOnTask)):
+                self.model.check_monitor(monitor)
 
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
         """``--optimizer`` / ``--lr_scheduler`` for a task whose parameters exist only after `setup` (LightningCLI

@@ -200,3 +200,14 @@ def test_an_empty_yaml_names_the_file(tmp_path, capsys) -> None:
     assert main(["benchmark", "--config", str(empty)]) == 2
     err = capsys.readouterr().err
     assert err.count(f"recsys: error: {empty}") == 2 and "empty file" in err
+
+
+def test_a_monitor_typo_fails_before_training() -> None:
+    from recsys.errors import RunError
+    from recsys.models import MF
+    from recsys.tasks import BPRTask
+    from recsys.testing import two_communities
+
+    train, test = two_communities()
+    with pytest.raises(RunError, match=r"'val/ndgc@10' is not a metric BPRTask logs.*val/ndcg@10"):
+        BPRTask(MF(4)).fit(train, test, max_epochs=50, monitor="val/ndgc@10")

@@ -9,6 +9,7 @@ built from the training split), `losses` (one loss per example of a batch) and `
 
 from __future__ import annotations
 
+import difflib
 from abc import abstractmethod
 from dataclasses import replace
 from typing import Any, ClassVar, Literal, Self, Sequence
@@ -22,7 +23,9 @@ import torch.distributed as dist
 from recsys.data.features import feature_space
 from recsys.data.interactions import Interactions
 from recsys.data.modules import Examples, InteractionsDataModule, count, take
+from recsys.errors import RunError
 from recsys.evaluation.evaluator import Evaluation, evaluate
+from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS
 from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
 from recsys.tasks.training import fit_task
@@ -57,6 +60,8 @@ class RecommenderTask(L.LightningModule, Recommender):
     monitor: ClassVar[str] = "val/ndcg@10"
     """The validation metric that early stopping and checkpoint selection follow."""
     monitor_mode: ClassVar[Literal["max", "min"]] = "max"
+    point_metric_names: ClassVar[tuple[str, ...]] = ()
+    """What `point_metrics` reports (so a monitored name can be checked before training)."""
 
     def __init__(
         self,
@@ -109,6 +114,20 @@ class RecommenderTask(L.LightningModule, Recommender):
     def loss(self, batch: Batch) -> torch.Tensor:
         """The scalar that one optimiser step minimises: the mean of `losses` unless a task weighs them."""
         return self.losses(batch).mean()
+
+    def validation_metrics(self) -> set[str]:
+        """Every ``val/…`` name validation logs: the ranking metrics at ``eval_k``, the point metrics, ``val/users``."""
+        ranking = {f"{m}@{k}" for m in (*USER_METRICS, *CATALOGUE_METRICS) for k in self.eval_k}
+        return {f"val/{name}" for name in (*ranking, *self.point_metric_names, "users")}
+
+    def check_monitor(self, monitor: str) -> None:
+        """Refuse, before any training, a monitored name that validation never logs (a typo would otherwise
+        fail only after the first epoch)."""
+        known = self.validation_metrics()
+        if monitor not in known:
+            close = difflib.get_close_matches(monitor, sorted(known), n=3) or sorted(known)[:6]
+            raise RunError(f"monitor {monitor!r} is not a metric {type(self).__name__} logs in validation "
+                           f"(eval_k {list(self.eval_k)}); did you mean {close}?")  # fmt: skip
 
     def point_metrics(self, part: Interactions) -> dict[str, float]:
         """Metrics of the split's own (user, item) rows that `judge` adds to the ranking metrics (RMSE, AUC)."""

@@ -78,6 +78,8 @@ class MSETask(PairModelTask):
     """Squared error on explicit ratings of observed pairs; judged by RMSE (``val/rmse``) beside the ranking
     metrics."""
 
+    point_metric_names: ClassVar[tuple[str, ...]] = ("rmse",)
+
     def training_examples(self, train: Interactions) -> dict[str, torch.Tensor]:
         if not train.has_rating:
             raise ValueError(f"MSETask needs a dataset with ratings; {train.name} has none")
@@ -106,6 +108,7 @@ class ClickTask(PairModelTask):
     """
 
     monitor: ClassVar[str] = "val/auc"
+    point_metric_names: ClassVar[tuple[str, ...]] = ("auc", "logloss")
 
     def __init__(self, model: PairModel, label_threshold: float = 4.0, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)

@@ -82,6 +82,7 @@ def fit_task(
     L.seed_everything(task.seed, verbose=False)
     data = InteractionsDataModule.from_splits(train, valid, batch_size=batch_size, seed=task.seed)
     metric, mode = monitor or task.monitor, monitor_mode or task.monitor_mode
+    task.check_monitor(metric)
     own: list[L.Callback] = []
     best = BestWeights(metric, mode)
     if valid is not None:
