@@ -24,40 +24,51 @@ class NonFiniteScoreError(ValueError):
 
 
 def check_finite(
-    block: torch.Tensor, users: np.ndarray, labels: Callable[[np.ndarray], Sequence] | None = None
+    block: torch.Tensor,
+    users: np.ndarray,
+    labels: Callable[[np.ndarray], Sequence] | None = None,
+    items: torch.Tensor | None = None,
 ) -> None:
     """Raise `NonFiniteScoreError` naming the first user with a NaN / +inf score.
 
     Args:
-        block: ``[B, N]`` scores.
+        block: ``[B, N]`` scores, or each row's top values: `torch.topk` ranks NaN and +inf above every number, so
+            a row's top-K holds them whenever the row has any.
         users: ``[B]`` user codes of the rows.
         labels: maps codes to the ids the message names (raw ids); the codes themselves when not given.
+        items: ``[B, k]`` item codes of the slots of ``block`` when it holds top values (the columns otherwise).
     """
-    if bool(torch.isfinite(block).all()):  # the common case: one pass
-        return
     bad = torch.isnan(block) | (block == torch.inf)
     if bool(bad.any()):
         row, col = (int(x) for x in bad.nonzero()[0])
         user = labels(users[row : row + 1])[0] if labels is not None else int(users[row])
+        item = int(items[row, col]) if items is not None else col
         raise NonFiniteScoreError(
-            f"score() returned {float(block[row, col])} for user {user!r} (item code {col}); "
+            f"score() returned {float(block[row, col])} for user {user!r} (item code {item}); "
             f"{int(bad.any(1).sum())} of {len(block)} users in this batch have NaN or +inf scores"
         )
 
 
-def top_k_block(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k_block(
+    scores: torch.Tensor, k: int, check: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` of each row of ``scores`` ``[B, N]``, best first, ties by ascending column.
 
     `torch.topk` picks among tied values arbitrarily, and differently for different ``k``; here its picks are put in
     (score desc, column asc) order, and only rows whose tie straddles the k-th place (sparse or count scores) are
-    re-picked exactly, so float scores pay one extra comparison pass.
+    re-picked exactly. Whether a tie straddles it is read off one more top value (the (k+1)-th equals the k-th), so
+    float scores pay no extra pass over the ``[B, N]`` block.
+
+    ``check`` sees the raw top values and columns first (where NaN and +inf rank above every number).
 
     Returns:
         ``values [B, k]`` and ``columns [B, k]`` (int64).
     """
-    values, columns = torch.topk(scores, k, dim=1)
-    values, columns = _order(values, columns)
-    straddling = (scores >= values[:, -1:]).sum(1) > k
+    values, columns = torch.topk(scores, min(k + 1, scores.shape[1]), dim=1)
+    if check is not None:
+        check(values, columns)
+    straddling = values[:, k] == values[:, k - 1] if values.shape[1] > k else torch.zeros(len(values), dtype=torch.bool)
+    values, columns = _order(values[:, :k], columns[:, :k])
     if bool(straddling.any()):
         rows = straddling.nonzero()[:, 0]
         values[rows], columns[rows] = _exact(scores[rows], k)
@@ -146,7 +157,6 @@ def top_k(
         for start in starts:
             batch = np.array(users[start : start + batch_size], dtype=np.int64)  # a writable copy for torch
             block = score(torch.from_numpy(batch)).to(torch.float32)
-            check_finite(block, batch, labels)
             if candidates is not None:
                 r, c = _index(candidates, batch, block.device)
                 kept = torch.full_like(block, -torch.inf)
@@ -155,7 +165,8 @@ def top_k(
             if exclude is not None:
                 r, c = _index(exclude, batch, block.device)
                 block[r, c] = -torch.inf
-            values, indices = top_k_block(block, k)
+            # NaN / +inf rank above every number, so the raw top values hold them whenever a row has any
+            values, indices = top_k_block(block, k, check=lambda v, c: check_finite(v, batch, labels, c))
             items_out[start : start + len(batch)] = indices.cpu().numpy()
             scores_out[start : start + len(batch)] = values.cpu().numpy()
     return items_out, scores_out

@@ -30,8 +30,8 @@ import torch
 
 import recsys
 from recsys.data.interactions import Interactions
-from recsys.recommender import Recommender
 from recsys.data.sequences import Sequences
+from recsys.recommender import Recommender
 
 BATCH = 1024
 K = (10, 20)

@@ -60,3 +60,12 @@ def test_rank_candidates_orders_valid_then_score_then_item_code() -> None:
     items = np.array([[9, 4, 2, 1]])
     valid = np.array([[True, True, True, False]])
     assert rank_candidates(scores, items, valid)[0].tolist() == [1, 2, 0, 3]
+
+
+def test_a_nan_or_inf_anywhere_in_a_row_is_caught_by_checking_only_the_top_values() -> None:
+    rng = torch.Generator().manual_seed(3)
+    for bad in (torch.nan, torch.inf):
+        scores = torch.randn(8, 300, generator=rng)
+        scores[5, 217] = bad
+        with pytest.raises(NonFiniteScoreError, match=r"for user 5 \(item code 217\)"):
+            top_k(lambda u: scores[u].clone(), np.arange(8), 3)
