@@ -29,7 +29,7 @@ import torch
 
 import recsys
 from recsys.records import versions
-from recsys.data.semisynthetic import GeneratorConfig, GroundTruth, fit_ground_truth, sample
+from recsys.mnar.semisynthetic import GeneratorConfig, GroundTruth, fit_ground_truth, sample
 from recsys.mnar.study import STUDY_ESTIMATORS, StudyConfig, StudyRun, run_study
 
 PAPER_NAIVE = {0.5: 1.33, 1.0: 1.45, 2.0: 1.48, 3.0: 1.49, 4.0: 1.49}

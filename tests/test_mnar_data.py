@@ -11,7 +11,8 @@ import torch
 from recsys.data.formats import PARSERS
 from recsys.data.interactions import Interactions
 from recsys.data.mnar import binarize, mnar_mar_split
-from recsys.data.semisynthetic import GeneratorConfig, SemiSynthetic, fit_ground_truth, generate, sample
+from recsys.data.semisynthetic import SemiSynthetic
+from recsys.mnar.semisynthetic import GeneratorConfig, fit_ground_truth, generate, sample
 from recsys.data.splits import split
 from recsys.data.validation import DataError
 from recsys.mnar.propensity import KnownPropensity, LogisticMFPropensity, PopularityPropensity

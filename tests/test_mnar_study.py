@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recsys.data.interactions import Interactions
-from recsys.data.semisynthetic import GeneratorConfig, generate
+from recsys.mnar.semisynthetic import GeneratorConfig, generate
 from recsys.mnar.study import STUDY_ESTIMATORS, StudyConfig, grid_space, init_as_authors, run_study
 from recsys.models.mf import MF
 

@@ -16,7 +16,8 @@ import polars as pl
 import torch
 
 from recsys.data.interactions import Interactions
-from recsys.data.semisynthetic import GeneratorConfig, factorise
+from recsys.mnar.factorise import factorise
+from recsys.mnar.semisynthetic import GeneratorConfig
 from recsys.data.validation import DataError
 
 
