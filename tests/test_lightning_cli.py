@@ -155,19 +155,6 @@ def test_every_shipped_recommender_run_builds(path: Path) -> None:
     assert run.name == path.stem and named_run(path.stem).path.name == path.name
 
 
-def test_recsys_fit_runs_a_recommender_yaml_through_the_same_record(tiny_dataset, monkeypatch, capsys) -> None:
-    path = tiny_dataset / "knn.yaml"
-    path.write_text("recommender: {class_path: recsys.baselines.ItemKNN, init_args: {k: 5}}\n"
-                    "data: {dataset: tiny, protocol: user-811, seed: 7}\n")  # fmt: skip
-    monkeypatch.chdir(tiny_dataset)
-    assert main(["fit", "--config", str(path)]) == 0
-    record = _results(tiny_dataset / "runs" / "tiny" / "knn" / "version_0")
-    assert (record["model"], record["dataset"], record["seed"], record["params"]["k"]) == ("knn", "tiny", 7, 5)
-    assert 0.0 <= record["metrics"]["ndcg@10"] <= 1.0
-    path.write_text("recommender: {class_path: recsys.baselines.ItemKNN, init_args: {kk: 5}}\n")
-    assert main(["fit", "--config", str(path)]) == 2
-    assert "kk" in capsys.readouterr().err
-
 
 @pytest.mark.parametrize("per_step", [1, 4])  # automatic optimisation, and batches stepped by hand
 def test_lightning_optimizer_and_scheduler_options_train_the_task(config, tmp_path, per_step) -> None:

@@ -45,4 +45,8 @@ def test_own_yaml_is_fitted_and_benchmarked_beside_shipped_runs(tiny_dataset, mo
     records = json.loads((out / "results.json").read_text())
     assert [r["model"] for r in records] == ["pop", "cooc"] and records[1]["params"] == {"damping": 2.0}
     fitted = json.loads((tiny_dataset / "runs" / "tiny" / "cooc" / "version_0" / "results.json").read_text())[0]
+    assert (fitted["model"], fitted["dataset"], fitted["seed"], fitted["params"]) == ("cooc", "tiny", 7, {"damping": 2.0})
     assert fitted["metrics"]["ndcg@10"] == records[1]["metrics"]["ndcg@10"]  # one engine: the same number
+    path.write_text("recommender: {class_path: tests.test_own_model.Cooccurrence, init_args: {dampingg: 2.0}}\n")
+    assert main(["fit", "--config", str(path)]) == 2  # a typo'd argument: one error line naming it
+    assert "dampingg" in capsys.readouterr().err
