@@ -167,7 +167,8 @@ def run_recommender(run: NamedRun, root: Path = Path("runs")) -> Path:
                        {**fitted.timings, "evaluate_s": ev.seconds}, ev.mode)  # fmt: skip
     parent = root / data.name / run.name
     parent.mkdir(parents=True, exist_ok=True)
-    folder = parent / f"version_{sum(1 for p in parent.glob('version_*'))}"
+    taken = [int(p.name.removeprefix("version_")) for p in parent.glob("version_*") if p.name[8:].isdigit()]
+    folder = parent / f"version_{max(taken, default=-1) + 1}"  # the next free version, as Lightning's loggers
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(run.config, sort_keys=False))
     (folder / "results.json").write_text(json.dumps([record.to_json()], indent=2))
