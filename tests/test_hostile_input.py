@@ -211,3 +211,28 @@ def test_a_monitor_typo_fails_before_training() -> None:
     train, test = two_communities()
     with pytest.raises(RunError, match=r"'val/ndgc@10' is not a metric BPRTask logs.*val/ndcg@10"):
         BPRTask(MF(4)).fit(train, test, max_epochs=50, monitor="val/ndgc@10")
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (["a", "   ", "b"], "blank id(s); first at data row 2"),
+        ([1.0, float("nan"), 2.0], "NaN id(s); first at data row 2"),
+        ([1.0, 2.5, 3.0], "fractional part; first at data row 2"),
+        ([[1], [2], [3]], "holds List"),
+        ([1, None, 2], "null id(s); first at data row 2"),
+    ],
+)
+def test_bad_ids_are_errors_naming_the_column_and_row(ids, message) -> None:
+    from recsys.data.interactions import Interactions
+
+    frame = pl.DataFrame({"customer": ids, "sku": ["x", "y", "z"]}, strict=False)
+    with pytest.raises(DataError, match=rf"shop.csv: column 'customer'.*{message.replace('(', '.').replace(')', '.')}"):
+        Interactions.from_frame(frame, user_col="customer", item_col="sku", source="shop.csv")
+
+
+def test_float_ids_without_a_fraction_are_the_integer_ids() -> None:
+    from recsys.data.interactions import Interactions
+
+    data = Interactions.from_frame(pl.DataFrame({"user": [1.0, 2.0], "item": [5, 6]}))
+    assert data.users.dtype == pl.Int64 and data.decoded()["user"].to_list() == [1, 2]

@@ -129,10 +129,10 @@ class Interactions:
     ) -> Interactions:
         """Encode a frame of raw ids. Feature frames are keyed by the raw id column named ``user`` / ``item``.
 
-        Raises a `DataError` naming ``source``, the column and the first offending row for missing columns,
-        null ids and non-numeric ratings or timestamps.
+        Raises a `DataError` naming ``source``, the column and the first offending row for missing columns, null,
+        NaN, blank, nested or fractional ids, and non-numeric ratings or timestamps.
         """
-        from recsys.data.validation import DataError, require_columns, require_no_nulls, require_numeric
+        from recsys.data.validation import DataError, require_columns, require_numeric, valid_ids
 
         if raw.height == 0:
             raise DataError(f"{source}: no interactions (empty file or frame)")
@@ -142,7 +142,7 @@ class Interactions:
         if timestamp_col:
             wanted["timestamp"] = timestamp_col
         require_columns(raw, list(wanted.values()), source)
-        require_no_nulls(raw, [user_col, item_col], source)
+        raw = raw.with_columns(valid_ids(raw, user_col, source), valid_ids(raw, item_col, source))
         shadowed = [c for c in ("user", "item", "rating", "timestamp") if c in raw.columns and c not in wanted.values()]
         if shadowed:
             raise DataError(

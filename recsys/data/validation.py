@@ -25,13 +25,28 @@ def require_columns(frame: pl.DataFrame, columns: Sequence[str], source: str) ->
     raise DataError(f"{source}: missing column(s) {missing}; found {frame.columns}.{hint}")
 
 
-def require_no_nulls(frame: pl.DataFrame, columns: Sequence[str], source: str) -> None:
-    """Raise on the first null in any of ``columns`` (row numbers are 1-based data rows)."""
-    for col in columns:
-        nulls = frame[col].is_null()
-        if nulls.any():
-            row = int(nulls.arg_true()[0]) + 1
-            raise DataError(f"{source}: column {col!r} has {int(nulls.sum())} null id(s); first at data row {row}")
+def valid_ids(frame: pl.DataFrame, column: str, source: str) -> pl.Series:
+    """The id column, checked: no nulls, NaN, blank strings or nested values (lists, structs); float ids (as pandas
+    writes integer ids with a gap) become integers, and a float with a fractional part is an error. Errors name the
+    column and the first offending row (1-based data rows)."""
+    series = frame[column]
+
+    def first(bad: pl.Series, what: str) -> None:
+        if bad.any():
+            row = int(bad.arg_true()[0]) + 1
+            raise DataError(f"{source}: column {column!r} has {int(bad.sum())} {what}; first at data row {row} "
+                            f"({series[row - 1]!r})")  # fmt: skip
+
+    if series.dtype.is_nested():
+        raise DataError(f"{source}: column {column!r} holds {series.dtype} values, not ids")
+    first(series.is_null(), "null id(s)")
+    if series.dtype.is_float():
+        first(series.is_nan(), "NaN id(s)")
+        first(series != series.floor(), "id(s) with a fractional part")
+        return series.cast(pl.Int64)
+    if series.dtype == pl.String:
+        first(series.str.strip_chars() == "", "blank id(s)")
+    return series
 
 
 def require_numeric(
