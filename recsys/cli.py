@@ -110,8 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     lightning = bool(words) and words[0] in LIGHTNING_COMMANDS
     args = None if lightning else build_parser().parse_args(words)
-    if args is not None:
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    verbose = args is not None and args.verbose
+    # force: each call logs to the stderr of now (a second main() in one process would keep a stale stream)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s", force=True)
     try:
         if args is None:
             return _lightning(words, argv)
@@ -140,9 +141,13 @@ def _lightning(words: list[str], argv: Sequence[str] | None) -> int:
 
         run_recommender(recommender)
         return 0
+    from recsys.errors import RunError
     from recsys.lightning_cli import main as lightning_main
 
-    lightning_main(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
+    try:
+        lightning_main(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
+    except ValueError as err:  # a constructor's range check (batch_size: -5) raised while the config was built
+        raise RunError(str(err)) from err
     return 0
 
 

@@ -24,6 +24,14 @@ from recsys.embeddings.tables import EmbeddingTables, TableSpec, to_kjt
 State = dict[str, torch.Tensor]
 
 
+def require_positive(**sizes: int | Sequence[int]) -> None:
+    """Refuse a non-positive size (``embedding_dim=0`` would train a model of empty tables), naming the argument."""
+    for name, value in sizes.items():
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if not values or any(not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"{name} must be a positive integer{' (each)' if isinstance(value, (tuple, list)) else ''}, got {value!r}")
+
+
 class PairModel(nn.Module):
     """Base of the latent-factor models. Subclasses define their tables, side encodings and interactions.
 

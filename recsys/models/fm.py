@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from recsys.embeddings.tables import TableSpec
-from recsys.models.base import PairModel, State, concat_fields, mlp, pairwise_head
+from recsys.models.base import PairModel, State, concat_fields, mlp, pairwise_head, require_positive
 
 
 class FM(PairModel):
@@ -26,6 +26,7 @@ class FM(PairModel):
 
     def __init__(self, embedding_dim: int = 10) -> None:
         super().__init__()
+        require_positive(embedding_dim=embedding_dim)
         self.embedding_dim = embedding_dim
 
     def table(self, name: str, rows: int) -> TableSpec:
@@ -63,6 +64,7 @@ class DeepFM(FM):
 
     def __init__(self, embedding_dim: int = 10, hidden: Sequence[int] = (128, 128, 128), dropout: float = 0.2) -> None:
         super().__init__(embedding_dim)
+        require_positive(hidden=tuple(hidden))
         self.hidden, self.dropout = tuple(hidden), dropout
 
     def build_dense(self) -> None:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from recsys.embeddings.tables import TableSpec
-from recsys.models.base import PairModel, State
+from recsys.models.base import PairModel, State, require_positive
 
 
 class MF(PairModel):
@@ -22,6 +22,7 @@ class MF(PairModel):
 
     def __init__(self, embedding_dim: int = 64, biases: bool = True) -> None:
         super().__init__()
+        require_positive(embedding_dim=embedding_dim)
         self.embedding_dim, self.biases = embedding_dim, biases
 
     def table(self, name: str, rows: int) -> TableSpec:

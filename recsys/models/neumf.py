@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from recsys.embeddings.tables import TableSpec
-from recsys.models.base import PairModel, State, mlp, pairwise_head
+from recsys.models.base import PairModel, State, mlp, pairwise_head, require_positive
 
 
 class NeuMF(PairModel):
@@ -31,6 +31,7 @@ class NeuMF(PairModel):
         init_std: float | None = 0.01,
     ) -> None:  # fmt: skip
         super().__init__()
+        require_positive(mf_dim=mf_dim, mlp_dim=mlp_dim, hidden=tuple(hidden))
         self.mf_dim, self.mlp_dim, self.hidden, self.dropout = mf_dim, mlp_dim, tuple(hidden), dropout
         self.init_std = init_std
 
