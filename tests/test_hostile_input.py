@@ -254,3 +254,29 @@ def test_out_of_range_config_values_fail_before_training_in_one_line(tiny_datase
     assert main(["fit", "--config", str(config), *override]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not (tiny_dataset / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("latin.csv", b"u,i\n1,\xff\xfe\n", r"latin.csv: line 2 is not utf-8 text"),
+        ("fake.parquet", b"not parquet", r"fake.parquet: not a readable Parquet file"),
+        ("folder", None, r"folder: is a folder, not a file"),
+    ],
+)
+def test_unreadable_files_are_one_clear_error(tmp_path, monkeypatch, name, content, message) -> None:
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    path = tmp_path / name
+    path.mkdir() if content is None else path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        import_file(path, name="x", user_col="u", item_col="i")
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("header", [b"\xef\xbb\xbfu,i\n", b'"u","i"\n'])  # a byte-order mark, quoted names
+def test_a_bom_or_quoted_header_names_the_columns_as_written(tmp_path, monkeypatch, header) -> None:
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "ok.csv"
+    path.write_bytes(header + b"1,2\n3,4\n")
+    import_file(path, name="ok", user_col="u", item_col="i")
+    assert load("ok").decoded()["user"].to_list() == [1, 3]

@@ -58,7 +58,13 @@ def read_delimited(
     raw = _read_bytes(path)
     if not raw.strip():
         raise DataError(f"{path}: file is empty")
-    text = raw.decode(encoding)
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not {encoding} text (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
+                        f"save the file as {encoding}") from err  # fmt: skip
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first column's name
     sep = separator
     if len(separator) > 1:
         text, sep = text.replace(separator, "\x1f"), "\x1f"
@@ -87,6 +93,8 @@ def read_delimited(
 def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file")
     data = path.read_bytes()
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 

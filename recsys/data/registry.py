@@ -10,6 +10,7 @@ with `import_file` lands in the same form, so `load` treats both alike.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -419,16 +420,21 @@ def import_file(
                         "choose another --name, or pass --force")  # fmt: skip
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file")
     if path.suffix == ".parquet":
-        frame = pl.read_parquet(path)
+        try:
+            frame = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as err:
+            raise DataError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from err
         if frame.height == 0:
             raise DataError(f"{path}: file is empty")
     else:
         sep = separator or ("\t" if path.suffix in (".tsv", ".tab") else ",")
-        header = path.read_text(errors="replace").split("\n", 1)[0].rstrip("\r")
+        header = path.read_text(encoding="utf-8-sig", errors="replace").split("\n", 1)[0].rstrip("\r")
         if not header.strip():
             raise DataError(f"{path}: file is empty")
-        columns = header.split(sep)
+        columns = next(csv.reader([header], delimiter=sep)) if len(sep) == 1 else header.split(sep)  # "quoted" names
         frame = read_delimited(path, columns, separator=sep, has_header=True)
         if frame.height == 0:
             raise DataError(f"{path}: file has a header but no rows")
