@@ -280,3 +280,18 @@ def test_a_bom_or_quoted_header_names_the_columns_as_written(tmp_path, monkeypat
     path.write_bytes(header + b"1,2\n3,4\n")
     import_file(path, name="ok", user_col="u", item_col="i")
     assert load("ok").decoded()["user"].to_list() == [1, 3]
+
+
+def test_a_short_line_is_named_not_reported_as_a_null_id(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "ragged.csv"
+    path.write_text("u,i\n1,2\n3\n5,6\n")
+    with pytest.raises(DataError, match=r"ragged.csv: line 3 has 1 field\(s\), expected 2"):
+        import_file(path, name="r", user_col="u", item_col="i")
+
+
+def test_a_yaml_tag_in_a_study_spec_is_refused_in_one_line(tmp_path, capsys) -> None:
+    spec = tmp_path / "tag.yaml"
+    spec.write_text("lightning: experiments/ml-100k/mf-bpr.yaml\nmetric: !!python/object:os.system ndcg@10\n")
+    assert main(["tune", "--config", str(spec)]) == 2
+    assert "not a plain YAML study spec" in capsys.readouterr().err

@@ -9,6 +9,7 @@ optional user / item feature frames keyed by raw ``user`` / ``item`` ids. A data
 from __future__ import annotations
 
 import ast
+import csv
 import gzip
 import io
 import json
@@ -87,7 +88,27 @@ def read_delimited(
         )
     except pl.exceptions.ComputeError as err:
         raise DataError(f"{path}: cannot parse as {columns} separated by {separator!r}: {err}") from err
+    # polars fills a short line with nulls: only then is the text scanned for it (a clean file pays nothing)
+    short = _short_line(text, sep, len(columns), skip=1 if has_header else 0) if frame.null_count().sum_horizontal().item() else None
+    if short is not None:
+        number, fields = short
+        raise DataError(f"{path}: line {number} has {fields} field(s), expected {len(columns)} {columns}")
     return frame.with_columns(pl.col(pl.String).str.strip_chars())
+
+
+def _short_line(text: str, sep: str, expected: int, skip: int) -> tuple[int, int] | None:
+    """``(line number, fields)`` of the first non-blank line with fewer fields than ``expected`` (polars fills a
+    short line with nulls, which would otherwise surface as a misleading null-id error), or None. Lines with
+    quoted separators are counted by the csv module."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number <= skip or not line.strip():
+            continue
+        fields = line.count(sep) + 1
+        if fields < expected and '"' in line:
+            fields = len(next(csv.reader([line], delimiter=sep)))
+        if fields < expected:
+            return number, fields
+    return None
 
 
 def _read_bytes(path: Path) -> bytes:

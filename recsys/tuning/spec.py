@@ -146,9 +146,12 @@ def load_spec(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.exists():
         raise SpecError(f"{path}: study spec not found")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a study spec is a YAML mapping, got {type(raw).__name__}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:  # e.g. a !!python tag, which safe loading refuses
+        raise SpecError(f"{path}: not a plain YAML study spec: {str(err).splitlines()[0]}") from err
+    if not isinstance(raw, dict) or not raw:
+        raise SpecError(f"{path}: a study spec is a YAML mapping, got {'an empty file' if raw is None else type(raw).__name__}")
     return parse_spec(raw, path)
 
 
