@@ -295,3 +295,17 @@ def test_a_yaml_tag_in_a_study_spec_is_refused_in_one_line(tmp_path, capsys) -> 
     spec.write_text("lightning: experiments/ml-100k/mf-bpr.yaml\nmetric: !!python/object:os.system ndcg@10\n")
     assert main(["tune", "--config", str(spec)]) == 2
     assert "not a plain YAML study spec" in capsys.readouterr().err
+
+
+def test_recsys_threads_sets_the_training_threads_and_refuses_nonsense(monkeypatch) -> None:
+    from recsys.threads import THREADS_ENV, use_training_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(THREADS_ENV, "1")
+        assert use_training_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setenv(THREADS_ENV, "zero")
+        with pytest.raises(ValueError, match="RECSYS_THREADS must be a positive integer"):
+            use_training_threads()
+    finally:
+        torch.set_num_threads(before)

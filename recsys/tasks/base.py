@@ -30,6 +30,7 @@ from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS
 from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
 from recsys.tasks.training import fit_task
+from recsys.threads import use_training_threads
 from recsys.data.sequences import Sequences
 
 Batch = dict[str, torch.Tensor]
@@ -137,6 +138,8 @@ class RecommenderTask(L.LightningModule, Recommender):
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            use_training_threads()  # $RECSYS_THREADS, so concurrent recsys processes need not oversubscribe the cores
         data: InteractionsDataModule = self.trainer.datamodule
         data.setup(stage)
         self.attach(data)

@@ -18,6 +18,7 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from recsys.threads import THREADS_ENV, share_of_cores, threads_override
 from recsys.tuning.objective import Objective, validate
 from recsys.tuning.spec import SpecError, StudySpec
 
@@ -148,7 +149,9 @@ def _run_worker(spec: StudySpec, storage: str | None, name: str | None, n_trials
     return study
 
 
-def _worker_process(spec: StudySpec, storage: str, name: str, n_trials: int, worker: int, level: int) -> None:
+def _worker_process(spec: StudySpec, storage: str, name: str, n_trials: int, worker: int, level: int,
+                    threads: int) -> None:  # fmt: skip
+    os.environ[THREADS_ENV] = str(threads)  # the workers divide the cores among themselves
     logging.basicConfig(level=level, format=f"%(levelname)s [worker {worker}] %(message)s")
     optuna.logging.set_verbosity(level)
     _run_worker(spec, storage, name, n_trials, worker)
@@ -160,7 +163,8 @@ def run_study(
 ) -> optuna.Study:
     """Validate the spec, then create or resume the study and run it until it holds ``n_trials`` (default: the
     spec's) COMPLETE + PRUNED trials. ``n_jobs > 1`` runs that many worker processes on the shared storage
-    (an RDB or journal URL; in-memory studies cannot be shared)."""
+    (an RDB or journal URL; in-memory studies cannot be shared), each with ``cores // n_jobs`` torch threads
+    (``$RECSYS_THREADS`` when set)."""
     n_trials = n_trials or spec.n_trials
     validate(spec)
     if n_jobs <= 1:
@@ -171,7 +175,9 @@ def run_study(
     fail_dead_trials(study)
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
-    workers = [context.Process(target=_worker_process, args=(spec, storage, name, n_trials, i, level)) for i in range(n_jobs)]
+    threads = threads_override() or share_of_cores(n_jobs)
+    workers = [context.Process(target=_worker_process, args=(spec, storage, name, n_trials, i, level, threads))
+               for i in range(n_jobs)]  # fmt: skip
     for process in workers:
         process.start()
     for process in workers:
