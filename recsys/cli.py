@@ -32,12 +32,24 @@ BENCHMARK_DEFAULTS: dict = {
 """Options of `recsys benchmark` when neither a flag nor ``--config`` sets them (models: `DEFAULT_MODELS`)."""
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("recsys")
+    except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        from recsys import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recsys",
         description="Recommender-systems framework: datasets, baselines, full-ranking evaluation, benchmarks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"recsys {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:  # handled by LightningCLI before argparse runs; listed here for --help
         commands.add_parser(name, help=f"Lightning {name}: recsys {name} --config experiments/<dataset>/<model>.yaml",
@@ -174,9 +186,12 @@ def _data(args: argparse.Namespace) -> int:
     from recsys.data import registry
 
     if args.data_command == "list":
+        print(f"{'dataset':22s} {'prepared':9s} sources")
         for name, card in registry.available_cards().items():
-            mark = "prepared" if registry.is_prepared(name) else "-"
+            mark = "yes" if registry.is_prepared(name) else "-"
             print(f"{name:22s} {mark:9s} {', '.join(s.name for s in card.sources)}")
+        for name, folder in registry.imported_datasets().items():
+            print(f"{name:22s} {'yes':9s} imported ({folder})")
         return 0
     if args.data_command == "prepare":
         folder = registry.prepare(args.name, source=args.source, force=args.force)

@@ -121,3 +121,13 @@ def test_lightning_models_run_in_the_benchmark(imported, tmp_path) -> None:
     record = result.records[0]
     assert record["model"] == "short-mf-bpr" and record["params"]["model"] == "MF"
     assert 0.0 <= record["metrics"]["ndcg@10"] <= 1.0
+
+
+def test_version_and_a_data_list_with_a_header_and_imported_datasets(imported, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("recsys ")
+    assert main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["dataset", "prepared", "sources"]
+    assert any(line.split()[:3] == [imported, "yes", "imported"] for line in lines)

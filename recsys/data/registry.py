@@ -125,6 +125,16 @@ def data_dir() -> Path:
     return Path(base) / "recsys"
 
 
+def imported_datasets() -> dict[str, Path]:
+    """Datasets prepared by `import_file` in the data folder (name → folder)."""
+    found = {}
+    root = data_dir()
+    for meta in sorted(root.glob("*/meta.json")) if root.is_dir() else []:
+        if _meta(meta.parent).get("source") == "import":
+            found[meta.parent.name] = meta.parent
+    return found
+
+
 def available_cards() -> dict[str, DatasetCard]:
     """All cards in `cards_dir`, by dataset name."""
     cards = {}
