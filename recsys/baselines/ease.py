@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from recsys.data.interactions import Interactions
-from recsys.recommender import Recommender
 from recsys.data.sequences import Sequences
+from recsys.recommender import Recommender
 
 
 class EASE(Recommender):

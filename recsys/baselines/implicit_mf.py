@@ -10,8 +10,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from recsys.data.interactions import Interactions
-from recsys.recommender import Recommender
 from recsys.data.sequences import Sequences
+from recsys.recommender import Recommender
 
 
 class _ImplicitFactors(Recommender):

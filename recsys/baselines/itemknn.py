@@ -9,8 +9,8 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.interactions import Interactions
-from recsys.recommender import Recommender
 from recsys.data.sequences import Sequences
+from recsys.recommender import Recommender
 
 
 class ItemKNN(Recommender):

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from recsys.data.features import feature_space
 from recsys.data.interactions import Interactions
 from recsys.data.modules import Examples, InteractionsDataModule, count, take
+from recsys.data.sequences import Sequences
 from recsys.errors import RunError
 from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS
@@ -31,7 +32,6 @@ from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
 from recsys.tasks.training import fit_task
 from recsys.threads import use_training_threads
-from recsys.data.sequences import Sequences
 
 Batch = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)

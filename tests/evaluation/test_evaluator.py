@@ -15,12 +15,12 @@ import torch
 from scipy import stats
 
 from recsys.data.interactions import Interactions
+from recsys.data.sequences import Sequences
 from recsys.evaluation import Sampling, compare, evaluate
 from recsys.evaluation.evaluator import _csr, _sample_candidates
 from recsys.evaluation.metrics import USER_METRICS
 from recsys.ranking import top_k
 from recsys.recommender import Recommender
-from recsys.data.sequences import Sequences
 
 _spec = importlib.util.spec_from_file_location("recsys_tests_evaluation_reference", Path(__file__).with_name("reference.py"))
 ref = importlib.util.module_from_spec(_spec)
