@@ -281,27 +281,35 @@ _VERIFIED: dict[tuple[str, int, int], str] = {}
 """Files whose checksum this process has verified, by (path, size, mtime): each is hashed once per process."""
 
 
+def _verified_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def verify_prepared(name: str) -> dict[str, Any]:
     """The prepared dataset's ``meta.json``, after checking that every file it lists exists with the checksum
     written at prepare time; a mismatch, a missing or unreadable file raises `DataError` naming the file."""
     folder = dataset_dir(name)
-    fix = f"prepare it again: recsys data prepare {name} --force" if name in available_cards() else (
-        f"import the file again with: recsys data import FILE --name {name} --force")  # fmt: skip
+
+    def fix() -> str:  # only on an error: it reads every card
+        if name in available_cards():
+            return f"prepare it again: recsys data prepare {name} --force"
+        return f"import the file again with: recsys data import FILE --name {name} --force"
+
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         files = meta["files"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{folder / 'meta.json'}: not a readable record of a prepared dataset ({err}); {fix}") from err
+        raise DataError(f"{folder / 'meta.json'}: not a readable record of a prepared dataset ({err}); {fix()}") from err
     for file, expected in files.items():
         path = folder / file
         if not path.is_file():
-            raise DataError(f"{path}: missing from the prepared dataset {name!r}; {fix}")
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+            raise DataError(f"{path}: missing from the prepared dataset {name!r}; {fix()}")
+        key = _verified_key(path)
         if _VERIFIED.get(key) == expected:
             continue
         if f"sha256:{file_digest(path)}" != expected:
-            raise DataError(f"{path}: checksum differs from the one written at prepare time (the cache is damaged); {fix}")
+            raise DataError(f"{path}: checksum differs from the one written at prepare time (the cache is damaged); {fix()}")
         _VERIFIED[key] = expected
     return meta
 
@@ -356,6 +364,7 @@ def write_prepared(folder: Path, data: Interactions, tables: RawTables, *, origi
             target.unlink()
     written = ["interactions.parquet", *(f"{key}.parquet" for key in ("users", "items") if (folder / f"{key}.parquet").exists())]
     files = {file: f"sha256:{file_digest(folder / file)}" for file in written}
+    _VERIFIED.update({_verified_key(folder / file): digest for file, digest in files.items()})  # hashed once
     meta = {**origin, **data.describe(), "files": files}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
 
@@ -421,8 +430,8 @@ def import_file(
     path = Path(path)
     folder = dataset_dir(name)
     if is_prepared(name) and not force:
-        meta = json.loads((folder / "meta.json").read_text())
-        what = f"imported from {meta['file']}" if meta.get("source") == "import" else f"prepared from {meta.get('source', 'a card')}"
+        meta = _meta(folder)
+        what = f"imported from {meta.get('file')}" if meta.get("source") == "import" else f"prepared from {meta.get('source', 'a card')}"
         raise DataError(f"dataset {name!r} exists in {folder} ({what}, {meta.get('interactions', '?')} interactions): "
                         "choose another --name, or pass --force to replace it")  # fmt: skip
     if name in available_cards() and not force:
