@@ -221,17 +221,11 @@ def _benchmark_options(args: argparse.Namespace) -> dict:
     any directory), else `BENCHMARK_DEFAULTS`."""
     options = dict(BENCHMARK_DEFAULTS)
     if args.config:
-        import yaml
-
         from recsys.resources import config_path
+        from recsys.runs import read_yaml
 
         config = config_path(args.config)
-        if not config.exists():
-            raise FileNotFoundError(f"{config}: file not found")
-        spec = yaml.safe_load(config.read_text())
-        if not isinstance(spec, dict) or not spec:
-            raise KeyError(f"{config}: expected a mapping with any of {sorted(BENCHMARK_DEFAULTS)}, got "
-                           f"{'an empty file' if spec is None else type(spec).__name__}")  # fmt: skip
+        spec = read_yaml(config)  # one error for a missing, unreadable, empty or non-mapping file
         unknown = set(spec) - set(BENCHMARK_DEFAULTS)
         if unknown:
             raise KeyError(f"{config}: unknown key(s) {sorted(unknown)}; allowed: {sorted(BENCHMARK_DEFAULTS)}")

@@ -13,6 +13,7 @@ is the file's stem, so a record from `recsys fit` joins one from `recsys benchma
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -94,18 +95,23 @@ def build_recommender(spec: dict[str, Any], *, seed: int | None = None, what: st
     parser.add_subclass_arguments(Recommender, "recommender", required=True)
     try:
         config = parser.parse_object({"recommender": spec})
-        if seed is not None and "seed" in inspect.signature(_class(config.recommender.class_path)).parameters:
+        if seed is not None and "seed" in inspect.signature(recommender_class(config.recommender.class_path)).parameters:
             config.recommender.init_args.seed = seed
         return parser.instantiate_classes(config).recommender
     except Exception as err:  # jsonargparse reports type and key errors as several exception types
         raise RunError(f"{what}: {str(err).strip()}") from err
 
 
-def _class(class_path: str) -> type:
-    import importlib
-
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+def recommender_class(class_path: str) -> type[Recommender]:
+    """Import ``package.module.Class`` and check that it is a `Recommender`."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise RunError(f"recommender class {class_path!r} cannot be imported: {err}") from err
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise RunError(f"{class_path!r} is not a recsys Recommender")
+    return cls
 
 
 @dataclass

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Lightning gives its loggers a stream handler of the stderr of the moment it is first imported; imported here,
+# that is the session's, not the captured stderr of whichever test happens to import it first (closed after it).
+import lightning  # noqa: F401
 import numpy as np
 import polars as pl
 import pytest

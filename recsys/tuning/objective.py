@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import inspect
 import time
 import warnings
@@ -135,15 +134,14 @@ def fit_lightning(
 
 # ---------------------------------------------------------------------------------------------- recommenders
 def recommender_class(class_path: str) -> type[Recommender]:
-    """Import ``package.module.Class`` and check that it is a `Recommender`."""
-    module_name, _, name = class_path.rpartition(".")
+    """The engine's `recsys.runs.recommender_class`, its error as a `SpecError` of the study."""
+    from recsys.errors import RunError
+    from recsys.runs import recommender_class as resolve
+
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise SpecError(f"recommender class {class_path!r} cannot be imported: {err}") from err
-    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
-        raise SpecError(f"{class_path!r} is not a recsys Recommender")
-    return cls
+        return resolve(class_path)
+    except RunError as err:
+        raise SpecError(str(err)) from err
 
 
 def recommender_args(spec: StudySpec, values: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
