@@ -16,7 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from recsys.threads import THREADS_ENV, cores, share_of_cores

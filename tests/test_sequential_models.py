@@ -130,3 +130,18 @@ def test_sasrec_beats_tgh_on_high_branching_rough_sequences() -> None:
     data = synthetic_sequences(n_users=300, n_items=30, length=25, branching=12, smoothness=0.0, groups=3, seed=0)
     tgh, sasrec = _tgh_and_sasrec_ndcg(data, epochs=15)
     assert sasrec > tgh + 0.05, (tgh, sasrec)
+
+
+def test_per_window_losses_are_each_windows_mean_over_its_real_positions() -> None:
+    data = synthetic_sequences(n_users=12, n_items=15, length=6, branching=2, seed=3)
+    task = QuickSASRec(small_sasrec(dropout=0.0, attention_dropout=0.0), seed=0).fit(data, max_epochs=1).eval()
+    batch = task.training_examples(data)
+    batch["target"][0, :-2] = -100  # a window with only its last two positions real
+    with torch.no_grad():
+        per_position, real = task.position_losses(batch)
+        per_window = task.losses(batch)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), real.sum(1).cumsum(0)])
+    for row in range(len(real)):
+        expected = per_position[offsets[row] : offsets[row + 1]].mean()
+        torch.testing.assert_close(per_window[row], expected)
+    assert int(real[0].sum()) == 2

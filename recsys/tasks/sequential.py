@@ -74,9 +74,9 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
     def losses(self, batch: Batch) -> torch.Tensor:
         """``[B]`` each window's mean next-item loss over its real positions."""
         per_position, real = self.position_losses(batch)
-        window = torch.repeat_interleave(torch.arange(len(real), device=real.device), real.sum(1))
-        totals = torch.zeros(len(real), device=per_position.device).index_add_(0, window, per_position)
-        return totals / real.sum(1).clamp(min=1)
+        grid = torch.zeros(real.shape, dtype=per_position.dtype, device=per_position.device)
+        grid[real] = per_position  # [B, L], zero at padding
+        return grid.sum(1) / real.sum(1).clamp(min=1)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean next-item loss over all real positions of the batch (a long window weighs more than a short one)."""
@@ -104,6 +104,6 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
         **trainer_kwargs: Any,
     ) -> Self:
         """`RecommenderTask.fit` with RecBole's sequential defaults (batch 128, at most 200 epochs); validation
-        scores from the training history. The history is ``train`` afterwards."""
+        scores from the training history."""
         return super().fit(train, valid, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
                            progress=progress, **trainer_kwargs)  # fmt: skip
