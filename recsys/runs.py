@@ -141,11 +141,11 @@ def fit_run(run: NamedRun, train: Interactions, valid: Interactions | None, seed
 
 
 def judge(model: Recommender, test: Interactions, exclude: list[Interactions], k: tuple[int, ...]) -> Evaluation:
-    """The one judge: a task's own (ranking metrics plus its point metrics), the shared evaluator otherwise."""
-    from recsys.tasks.base import RecommenderTask
-
-    if isinstance(model, RecommenderTask):
-        return model.judge(test, exclude, k=k)
+    """The one judge: a recommender's own ``judge`` where it has one (a task's ranking metrics plus its point
+    metrics, such as RMSE or AUC), the shared evaluator otherwise."""
+    own = getattr(model, "judge", None)
+    if callable(own):
+        return own(test, exclude, k=k)
     return evaluate(model, test, exclude=exclude, k=k)
 
 
@@ -180,6 +180,9 @@ def run_recommender(run: NamedRun, root: Path = Path("runs")) -> Path:
     (folder / "results.json").write_text(json.dumps([record.to_json()], indent=2))
     (folder / "versions.json").write_text(json.dumps(record.versions, indent=2))
     ev.per_user.write_parquet(folder / "per_user.parquet")
+    write_report = getattr(model, "write_report", None)
+    if callable(write_report):  # a recommender's own report files (DNIS: the dimension allocation and sizes)
+        write_report(folder)
     print(f"test: {json.dumps({k: round(v, 4) for k, v in ev.summary.items() if k.endswith('@10')})}")
     print(f"wrote {folder}/results.json")
     return folder

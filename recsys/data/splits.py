@@ -128,6 +128,7 @@ def _require_time(data: Interactions, what: str) -> None:
 PROTOCOLS = {
     "user-811": lambda data, seed: per_user_random(data, (0.8, 0.1, 0.1), seed=seed),
     "global-811": lambda data, seed: random_ratio(data, (0.8, 0.1, 0.1), seed=seed),
+    "global-721": lambda data, seed: random_ratio(data, (0.7, 0.2, 0.1), seed=seed),
     "loo": lambda data, seed: leave_k_out(data, 1),
     "temporal": lambda data, seed: temporal_global(data, (0.8, 0.1, 0.1)),
     "mnar-mar": lambda data, seed: mnar_mar_split(data, valid_fraction=0.1, seed=seed),

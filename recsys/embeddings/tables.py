@@ -33,6 +33,10 @@ class TableSpec:
         pooling: how a multi-valued bag is reduced (``mean`` or ``sum``).
         init_std: standard deviation of the normal initialisation; ``None`` is the Xavier-normal scale of the
             whole table (so a shard of it is drawn from the same distribution).
+        scalars: the last ``scalars`` columns are scalars (MF's bias, FM's linear weight), not embedding
+            dimensions: dimension search and mixed-dimension tables keep them for every id.
+        groups: widths of the groups the vector columns form, in order (NeuMF's GMF | MLP); one group when None.
+            "Leading dimensions" (`dimension_ranks`) are taken from every group in proportion.
     """
 
     name: str
@@ -40,16 +44,42 @@ class TableSpec:
     dim: int
     pooling: str = "mean"
     init_std: float | None = None
+    scalars: int = 0
+    groups: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.scalars < self.dim:
+            raise ValueError(f"table {self.name!r}: scalars must be in [0, dim), got {self.scalars} of {self.dim}")
+        if self.groups is not None and (sum(self.groups) != self.vector_dim or min(self.groups) < 1):
+            raise ValueError(f"table {self.name!r}: groups {self.groups} must be positive and sum to {self.vector_dim}")
+
+    @property
+    def vector_dim(self) -> int:
+        """Embedding dimensions (the columns before the scalars)."""
+        return self.dim - self.scalars
+
+    @property
+    def std(self) -> float:
+        """The initialisation's standard deviation."""
+        return self.init_std if self.init_std is not None else math.sqrt(2.0 / (self.num_embeddings + self.dim))
+
+    def dimension_ranks(self) -> np.ndarray:
+        """``[vector_dim]`` the order in which "leading dimensions" are kept: each column's relative position in
+        its group, so the first ``d`` by rank take from every group in proportion to its width."""
+        groups = self.groups or (self.vector_dim,)
+        position = np.concatenate([(np.arange(g) + 0.5) / g for g in groups])
+        ranks = np.empty(self.vector_dim, dtype=np.int64)
+        ranks[np.argsort(position, kind="stable")] = np.arange(self.vector_dim)
+        return ranks
 
     def config(self) -> EmbeddingBagConfig:
-        std = self.init_std if self.init_std is not None else math.sqrt(2.0 / (self.num_embeddings + self.dim))
         return EmbeddingBagConfig(
             name=self.name,
             embedding_dim=self.dim,
             num_embeddings=self.num_embeddings,
             feature_names=[self.name],
             pooling=PoolingType.MEAN if self.pooling == "mean" else PoolingType.SUM,
-            init_fn=partial(nn.init.normal_, mean=0.0, std=std),
+            init_fn=partial(nn.init.normal_, mean=0.0, std=self.std),
         )
 
 
@@ -59,6 +89,7 @@ class EmbeddingTables(nn.Module):
     def __init__(self, specs: Sequence[TableSpec], device: torch.device | str | None = None) -> None:
         super().__init__()
         self.names = tuple(s.name for s in specs)
+        self.specs = {s.name: s for s in specs}
         self.collection = EmbeddingBagCollection(tables=[s.config() for s in specs], device=torch.device(device or "cpu"))
 
     def forward(self, features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:

@@ -67,6 +67,10 @@ class PairModel(nn.Module):
     def build_dense(self) -> None:
         """Create dense (non-embedding) layers; fields are known by now."""
 
+    def start_at(self, offset: float) -> None:
+        """Start every score at ``offset`` (a regression target's mean) through the model's output bias; a model
+        without one keeps its scores."""
+
     # ------------------------------------------------------------------------------------------ scoring
     @abstractmethod
     def side_state(self, pooled: dict[str, torch.Tensor], side: str) -> State:

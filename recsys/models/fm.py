@@ -30,10 +30,13 @@ class FM(PairModel):
         self.embedding_dim = embedding_dim
 
     def table(self, name: str, rows: int) -> TableSpec:
-        return TableSpec(name, rows, self.embedding_dim + 1, pooling="mean")
+        return TableSpec(name, rows, self.embedding_dim + 1, pooling="mean", scalars=1)
 
     def build_dense(self) -> None:
         self.global_bias = nn.Parameter(torch.zeros(1))
+
+    def start_at(self, offset: float) -> None:
+        self.global_bias.data.fill_(offset)
 
     def side_state(self, pooled: dict[str, torch.Tensor], side: str) -> State:
         names = self.user_fields if side == "user" else self.item_fields

@@ -26,7 +26,7 @@ class MF(PairModel):
         self.embedding_dim, self.biases = embedding_dim, biases
 
     def table(self, name: str, rows: int) -> TableSpec:
-        return TableSpec(name, rows, self.embedding_dim + int(self.biases))
+        return TableSpec(name, rows, self.embedding_dim + int(self.biases), scalars=int(self.biases))
 
     def build_dense(self) -> None:
         self.global_bias = nn.Parameter(torch.zeros(1), requires_grad=self.biases)
@@ -39,6 +39,10 @@ class MF(PairModel):
         last[-1] = float(self.biases)
         self.register_buffer("_last", last, persistent=False)
         self.register_buffer("_keep", 1.0 - last, persistent=False)
+
+    def start_at(self, offset: float) -> None:
+        if self.biases:
+            self.global_bias.data.fill_(offset)
 
     def side_state(self, pooled: dict[str, torch.Tensor], side: str) -> State:
         """User: ``vec [B, dim + 1] = [p_u, 1]`` and ``bias [B] = b_u``; item: ``vec = [q_i, b_i]`` (without

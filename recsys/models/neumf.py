@@ -36,13 +36,16 @@ class NeuMF(PairModel):
         self.init_std = init_std
 
     def table(self, name: str, rows: int) -> TableSpec:
-        return TableSpec(name, rows, self.mf_dim + self.mlp_dim, init_std=self.init_std)
+        return TableSpec(name, rows, self.mf_dim + self.mlp_dim, init_std=self.init_std, groups=(self.mf_dim, self.mlp_dim))
 
     def build_dense(self) -> None:
         self.input_dropout = nn.Dropout(self.dropout)
         self.first = nn.Linear(2 * self.mlp_dim, self.hidden[0])
         self.rest = nn.Sequential(nn.ReLU(), mlp(self.hidden, self.dropout))
         self.output = nn.Linear(self.mf_dim + self.hidden[-1], 1)
+
+    def start_at(self, offset: float) -> None:
+        self.output.bias.data.fill_(offset)
 
     def side_state(self, pooled: dict[str, torch.Tensor], side: str) -> State:
         table = pooled[side]
