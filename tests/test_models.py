@@ -214,7 +214,7 @@ def test_recsys_fit_trains_every_objective_and_early_stops_on_its_monitor(rich, 
     import recsys
 
     task = recsys.fit(FM(4), rich, rich, objective=objective, max_epochs=3, batch_size=16)
-    assert task.best_weights_.monitor == ("val/auc" if objective == "click" else "val/ndcg@10")
+    assert task.best_weights_.monitor == {"click": "val/auc", "mse": "val/rmse"}.get(objective, "val/ndcg@10")
     assert task.best_weights_.best is not None and task.epochs_trained_ == 3
     losses = task.example_losses(rich)  # one loss per training example, the mean of which the step minimises
     assert losses.shape == (len(rich),) and bool(torch.isfinite(losses).all())

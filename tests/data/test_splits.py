@@ -316,9 +316,10 @@ def test_splits_keep_extra_columns_even_with_leading_underscore():
 
 def test_named_protocols():
     data = _big(users=10, per_user=10)
-    assert set(PROTOCOLS) == {"user-811", "global-811", "loo", "temporal", "mnar-mar"}
+    assert set(PROTOCOLS) == {"user-811", "global-811", "global-721", "loo", "temporal", "mnar-mar"}
     assert _same(split(data, "user-811", seed=5), per_user_random(data, (0.8, 0.1, 0.1), seed=5))
     assert _same(split(data, "global-811", seed=5), random_ratio(data, (0.8, 0.1, 0.1), seed=5))
+    assert _same(split(data, "global-721", seed=5), random_ratio(data, (0.7, 0.2, 0.1), seed=5))
     assert _same(split(data, "loo"), leave_k_out(data, 1))
     assert _same(split(data, "temporal"), temporal_global(data, (0.8, 0.1, 0.1)))
     with pytest.raises(KeyError, match="unknown protocol 'nope'"):
