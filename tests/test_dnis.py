@@ -150,8 +150,9 @@ def test_export_scores_as_the_pruned_search_and_stores_only_the_budget(data, mak
     assert torch.allclose(all_scores(model, data.n_users, data.n_items), pruned, atol=TOL)
     stored = sum(p.numel() for p in exported.collection.parameters())
     assert stored == exported.embedding_params() == layout_params(specs, layouts)
-    assert vector_budget(specs, 0.4) - max(blocks[s.name].sizes[0] for s in specs) < stored - sum(
-        s.num_embeddings * s.scalars for s in specs) <= vector_budget(specs, 0.4)  # fmt: skip
+    for s in specs:  # each field fills its own share, short of it by less than one column of its largest block
+        kept = layouts[s.name].params(s) - s.num_embeddings * s.scalars
+        assert vector_budget([s], 0.4) - max(blocks[s.name].sizes) < kept <= vector_budget([s], 0.4)
     assert stored <= 0.4 * full_params(specs)
 
 
@@ -162,8 +163,15 @@ def test_magnitude_pruning_keeps_the_largest_columns_within_the_budget() -> None
     # budget 0.5 of 12 entries = 6; biases take 4; 2 left = one column of one block: the 0.9 one
     layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, budget=0.5)
     assert [c.tolist() for c in layouts["item"].columns] == [[0], []]
-    layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.3)
+    layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.3, nested=False)
     assert [c.tolist() for c in layouts["item"].columns] == [[0], [0, 1]]
+    # nested: one dimension order (by rows · magnitude: dim 0 = 2·.9 + 2·.5, dim 1 = 2·.1 + 2·.3), prefixes of it;
+    # block 1's second dimension (.3) only after its first
+    magnitudes = {"item": np.array([[0.9, 0.1], [0.2, 0.3]])}
+    layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.25)
+    assert [c.tolist() for c in layouts["item"].columns] == [[0], []]
+    free = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.25, nested=False)
+    assert [c.tolist() for c in free["item"].columns] == [[0], [1]]
     with pytest.raises(ValueError, match="scalar columns"):
         pruned_layouts(magnitudes, [spec], {"item": blocks}, budget=0.2)
 

@@ -93,32 +93,45 @@ def fixed_layouts(rule: FixedRule, specs: Sequence[TableSpec], blocks: Mapping[s
 
 
 def pruned_layouts(magnitudes: Mapping[str, np.ndarray], specs: Sequence[TableSpec], blocks: Mapping[str, FrequencyBlocks],
-                   *, budget: float | None = None, threshold: float | None = None) -> dict[str, FieldLayout]:  # fmt: skip
-    """DNIS's pruning: keep the (field, block, dimension) columns of largest α-weighted magnitude.
+                   *, budget: float | None = None, threshold: float | None = None,
+                   nested: bool = True) -> dict[str, FieldLayout]:  # fmt: skip
+    """DNIS's pruning: keep the (block, dimension) columns of each field of largest α-weighted magnitude.
 
-    ``magnitudes[field]`` is ``[S, D]`` (`SearchedTables.column_magnitudes`). With ``budget``, columns are kept
-    in descending magnitude while their entries (a column of block ``b`` costs its rows) fit the budget; with
-    ``threshold``, every column of magnitude ≥ ``threshold`` is kept. Pruning whole columns of a block, rather than
-    single entries, is what makes the result a smaller dense table per block.
+    ``magnitudes[field]`` is ``[S, D]`` (`SearchedTables.column_magnitudes`). With ``budget``, each field keeps
+    that fraction of its own entries: columns in descending magnitude while they fit (a column of block ``b`` costs
+    its rows); with ``threshold``, every column of magnitude ≥ ``threshold``. Pruning whole columns of a block,
+    rather than single entries, is what makes the result a smaller dense table per block.
+
+    ``nested`` (the default) keeps every block's dimensions as a prefix of one order shared by all fields (the
+    dimensions by total α-weighted mass), so a user block keeping 10 dimensions and an item block keeping 5 share
+    those 5: dot-product and FM interactions only use dimensions both sides keep, and unaligned free choices
+    waste the budget on dimensions the other side dropped. Without it, each block takes its own best columns.
     """
     if (budget is None) == (threshold is None):
         raise ValueError("give exactly one of budget and threshold")
-    keep: dict[str, np.ndarray] = {s.name: np.zeros_like(magnitudes[s.name], dtype=bool) for s in specs}
-    if threshold is not None:
-        for s in specs:
-            keep[s.name] = magnitudes[s.name] >= threshold
-    else:
-        assert budget is not None
-        available = vector_budget(specs, budget)
-        candidates = [(float(magnitudes[s.name][b, k]), i, b, k) for i, s in enumerate(specs)
-                      for b in range(blocks[s.name].n_blocks) for k in range(s.vector_dim)]  # fmt: skip
-        candidates.sort(key=lambda c: (-c[0], c[1], c[2], c[3]))
-        for _, i, b, k in candidates:
-            cost = blocks[specs[i].name].sizes[b]
-            if cost <= available:
-                keep[specs[i].name][b, k] = True
-                available -= cost
-    return {s.name: FieldLayout(blocks[s.name], tuple(np.flatnonzero(row) for row in keep[s.name])) for s in specs}
+    order = None
+    if nested:
+        mass = sum(np.asarray(blocks[s.name].sizes, dtype=np.float64) @ magnitudes[s.name] for s in specs)
+        order = np.argsort(-mass, kind="stable")
+    layouts = {}
+    for s in specs:
+        magnitude, sizes = magnitudes[s.name], blocks[s.name].sizes
+        if order is not None:  # a block's value of its j-th dimension in the shared order (non-increasing: a prefix)
+            magnitude = np.minimum.accumulate(magnitude[:, order], axis=1)
+        if threshold is not None:
+            keep = magnitude >= threshold
+        else:
+            assert budget is not None
+            available = vector_budget([s], budget)
+            keep = np.zeros_like(magnitude, dtype=bool)
+            for flat in np.argsort(-magnitude, axis=None, kind="stable"):
+                b, k = divmod(int(flat), magnitude.shape[1])
+                if sizes[b] <= available and (order is None or k == 0 or keep[b, k - 1]):
+                    keep[b, k] = True
+                    available -= sizes[b]
+        columns = [np.sort(order[row]) if order is not None else np.flatnonzero(row) for row in keep]
+        layouts[s.name] = FieldLayout(blocks[s.name], tuple(columns))
+    return layouts
 
 
 def allocation_rows(specs: Sequence[TableSpec], layouts: Mapping[str, FieldLayout]) -> list[dict]:

@@ -66,8 +66,9 @@ class PairedBatches(IterableDataset):
 class DimensionSearch(L.LightningModule):
     """DNIS's bi-level search as a Lightning task: min_α L_val(w*(α), α) + λ‖α‖₁ with w*(α) = argmin_w L_train(w, α).
 
-    Each step takes a training and a validation batch: Adam steps the embedding tables (scalar columns — biases,
-    FM's linear weights — included; dense layers stay frozen, as in the authors' code) on the training loss, then
+    Each step takes a training and a validation batch: Adam (with the task's weight decay) steps the embedding
+    tables (scalar columns — biases, FM's linear weights — included; dense layers stay frozen, as in the authors'
+    code) on the training loss, then
     SGD steps every field's α on the validation loss at the updated tables (first-order DARTS) plus the L1 term,
     with each block's gradient divided by its mean magnitude, and α is clamped to its range. ``second_order`` adds
     DARTS's finite-difference Hessian-vector correction (ξ = ``lr_weights``). After each epoch the validation loss
@@ -116,7 +117,7 @@ class DimensionSearch(L.LightningModule):
         return DataLoader(PairedBatches(train, valid), batch_size=None)
 
     def configure_optimizers(self) -> Any:
-        weights = torch.optim.Adam(self.table_parameters(), lr=self.lr_weights)
+        weights = torch.optim.Adam(self.table_parameters(), lr=self.lr_weights, weight_decay=self.task.weight_decay)
         alpha = torch.optim.SGD(self.alphas(), lr=self.lr_alpha)
         return [weights, alpha]
 
@@ -300,6 +301,8 @@ class DNIS(_PerBlockTask):
         mode: the soft selection's parameterisation (``free``, ``feature_block``, ``embedding_block``).
         budget: keep this fraction of the full tables' entries (scalar columns always kept).
         threshold: instead of a budget, keep every (block, dimension) of α-weighted magnitude ≥ this.
+        nested: keep each block's dimensions as a prefix of one shared order, so interacting fields keep aligned
+            dimensions (`pruned_layouts`); False lets every block keep its own largest columns.
         warm_start_epochs: the task's own training before the search (early-stopped on its monitor).
         search_epochs: at most this many search epochs (each a pass over the training set).
         retrain_epochs: train the exported model this many more epochs (0: none).
@@ -317,6 +320,7 @@ class DNIS(_PerBlockTask):
         mode: SelectionMode = "free",
         budget: float | None = 0.5,
         threshold: float | None = None,
+        nested: bool = True,
         warm_start_epochs: int = 20,
         search_epochs: int = 50,
         retrain_epochs: int = 0,
@@ -335,6 +339,7 @@ class DNIS(_PerBlockTask):
         if min(warm_start_epochs, search_epochs) < 0 or retrain_epochs < 0:
             raise ValueError("epochs must be >= 0")
         super().__init__(task, blocks, budget, warm_start_epochs, patience, batch_size, seed)
+        self.nested = nested
         self.mode, self.threshold, self.search_epochs, self.retrain_epochs = mode, threshold, search_epochs, retrain_epochs
         self.lr_weights, self.lr_alpha, self.l1 = lr_weights, lr_alpha, l1
         self.normalise_grad, self.second_order, self.holdout = normalise_grad, second_order, holdout
@@ -354,7 +359,8 @@ class DNIS(_PerBlockTask):
         started = time.perf_counter()
         self.search_ = self._search(train, valid)
         timings["search_s"] = time.perf_counter() - started
-        layouts = pruned_layouts(searched.column_magnitudes(), specs, blocks, budget=self.budget, threshold=self.threshold)
+        layouts = pruned_layouts(searched.column_magnitudes(), specs, blocks, budget=self.budget, threshold=self.threshold,
+                                 nested=self.nested)  # fmt: skip
         self.selection_ = {name: s.weights().detach().cpu().numpy() for name, s in searched.selections.items()}
         searched.prune_(layouts)
         model.embeddings = searched.export(layouts)
