@@ -31,6 +31,8 @@ _LAZY = {
     "tasks": ("recsys.tasks", None),
     "mnar": ("recsys.mnar", None),
     "fit": ("recsys.tasks.objectives", "fit"),
+    "save": ("recsys.saving", "save"),
+    "load": ("recsys.saving", "load"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -160,6 +160,10 @@ class RecommenderTask(L.LightningModule, Recommender):
         self.valid_, self.test_ = data.valid, data.test
         self.build(data)
 
+    def restore(self, train: Interactions) -> None:
+        """Build the model for ``train`` without training, so that a saved state dict loads into it."""
+        self.attach(InteractionsDataModule.from_splits(train, seed=self.seed))
+
     def train_dataloader(self) -> Any:
         data: InteractionsDataModule = self.trainer.datamodule
         return data.loader(self.training_examples(data.train), self.steps_per_lightning_step(), self.collate)

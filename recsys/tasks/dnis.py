@@ -220,12 +220,12 @@ class _PerBlockTask(Recommender):
     allocation table, and `write_report` writes them (with a heat-map) into a run folder.
     """
 
-    def __init__(self, task: PairModelTask, blocks: Split, budget: float | None, epochs: int, patience: int,
-                 batch_size: int, seed: int | None) -> None:  # fmt: skip
+    def __init__(self, task: PairModelTask, blocks: Split, budget: float | None, patience: int, batch_size: int,
+                 seed: int | None) -> None:  # fmt: skip
         if budget is not None and not 0.0 < budget <= 1.0:
             raise ValueError(f"budget must be a fraction in (0, 1], got {budget}")
         self.task, self.blocks, self.budget = task, blocks, budget
-        self.epochs, self.patience, self.batch_size, self.seed = epochs, patience, batch_size, seed
+        self.patience, self.batch_size, self.seed = patience, batch_size, seed
         if seed is not None:
             task.seed = seed
             task.hparams["seed"] = seed
@@ -338,8 +338,8 @@ class DNIS(_PerBlockTask):
             raise ValueError("give exactly one of budget and threshold")
         if min(warm_start_epochs, search_epochs) < 0 or retrain_epochs < 0:
             raise ValueError("epochs must be >= 0")
-        super().__init__(task, blocks, budget, warm_start_epochs, patience, batch_size, seed)
-        self.nested = nested
+        super().__init__(task, blocks, budget, patience, batch_size, seed)
+        self.nested, self.warm_start_epochs = nested, warm_start_epochs
         self.mode, self.threshold, self.search_epochs, self.retrain_epochs = mode, threshold, search_epochs, retrain_epochs
         self.lr_weights, self.lr_alpha, self.l1 = lr_weights, lr_alpha, l1
         self.normalise_grad, self.second_order, self.holdout = normalise_grad, second_order, holdout
@@ -353,7 +353,7 @@ class DNIS(_PerBlockTask):
             log.info("DNIS: no validation split given; %d of the training rows are held out for the search", valid.frame.height)
         specs, blocks = self._build(train)
         self._remember(given)  # what a user has seen is the whole training split, held-out rows included
-        timings = {"warm_start_s": self._train(train, valid, self.epochs) if self.epochs else 0.0}
+        timings = {"warm_start_s": self._train(train, valid, self.warm_start_epochs) if self.warm_start_epochs else 0.0}
         model = self.task.model
         model.embeddings = searched = SearchedTables(model.embeddings, blocks, self.mode)
         started = time.perf_counter()
@@ -411,8 +411,8 @@ class MixedDimensions(_PerBlockTask):
     def __init__(self, task: PairModelTask, rule: FixedRule = "uniform", blocks: Split = 10, budget: float = 1.0,
                  temperature: float = 0.3, epochs: int = 100, patience: int = 3, batch_size: int = 4096,
                  seed: int | None = None) -> None:  # fmt: skip
-        super().__init__(task, blocks, budget, epochs, patience, batch_size, seed)
-        self.rule, self.temperature = rule, temperature
+        super().__init__(task, blocks, budget, patience, batch_size, seed)
+        self.rule, self.temperature, self.epochs = rule, temperature, epochs
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         specs, blocks = self._build(train)
