@@ -142,6 +142,8 @@ class SearchedTables(_FieldLookups):
             self.selections[name] = SoftSelection(s, spec.vector_dim, mode, torch.from_numpy(spec.dimension_ranks()))
             self.register_buffer(f"{name}_keep", torch.ones(s, spec.vector_dim))
             _register_blocks(self, name, blocks[name])
+            # the dense search keeps each id's block at hand (8 bytes an id) instead of deriving it per lookup
+            self.register_buffer(f"{name}_block", torch.from_numpy(blocks[name].block_of), persistent=False)
 
     def weight(self, name: str) -> torch.Tensor:
         """``[rows, dim]`` the field's dense table."""
@@ -153,8 +155,11 @@ class SearchedTables(_FieldLookups):
         return torch.cat([w, w.new_ones(len(w), self.specs[name].scalars)], dim=1)
 
     def _pooled(self, name: str, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        block, _ = _block_and_row(self, name, values)
-        rows = F.embedding(values, self.weight(name)) * self.block_weights(name)[block]
+        table, weights, block = self.weight(name), self.block_weights(name), getattr(self, f"{name}_block")
+        if len(values) >= len(table):  # weighing the whole table once is cheaper than weighing every looked-up row
+            rows = F.embedding(values, table * weights[block])
+        else:
+            rows = F.embedding(values, table) * weights[block[values]]
         return pooled_rows(rows, lengths, self.specs[name].pooling)
 
     def prune_(self, layouts: dict[str, FieldLayout]) -> None:

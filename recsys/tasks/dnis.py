@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from contextlib import contextmanager
 import math
 import time
 from pathlib import Path
@@ -44,23 +45,30 @@ Split = int | Sequence[float]
 # ---------------------------------------------------------------------------------------------- the search task
 class PairedBatches(IterableDataset):
     """Each training batch paired with a validation batch (validation batches cycle, so an epoch covers the whole
-    training set once; both reshuffle every epoch)."""
+    training set once; both reshuffle every epoch), ``per_step`` pairs in a list per Lightning step (the search
+    steps through them by hand, sparing Lightning's per-step cost as `PairModelTask`'s ``batches_per_step``)."""
 
-    def __init__(self, train: EpochBatches, valid: EpochBatches) -> None:
-        self.train, self.valid = train, valid
+    def __init__(self, train: EpochBatches, valid: EpochBatches, per_step: int = 1) -> None:
+        self.train, self.valid, self.per_step = train, valid, per_step
 
     def __len__(self) -> int:
-        return len(self.train)
+        return -(-len(self.train) // self.per_step)
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    def __iter__(self) -> Iterator[list[tuple[Any, Any]]]:
         valid = iter(self.valid)
+        group: list[tuple[Any, Any]] = []
         for batch in self.train:
             try:
                 other = next(valid)
             except StopIteration:
                 valid = iter(self.valid)
                 other = next(valid)
-            yield batch, other
+            group.append((batch, other))
+            if len(group) == self.per_step:
+                yield group
+                group = []
+        if group:
+            yield group
 
 
 class DimensionSearch(L.LightningModule):
@@ -76,7 +84,8 @@ class DimensionSearch(L.LightningModule):
 
     Args:
         task: the warm-started pair-model task whose model holds `SearchedTables`.
-        train, valid: training examples of the training and validation splits (``task.training_examples``).
+        train, valid: training examples of the training and validation splits (``task.training_examples``); the
+            task's ``batches_per_step`` pairs go to each Lightning step.
         batch_size: examples per batch; seed: shuffling seed.
         lr_weights, lr_alpha: learning rates of the tables (Adam) and of α (SGD).
         l1: weight of ‖α‖₁.
@@ -114,10 +123,11 @@ class DimensionSearch(L.LightningModule):
         epoch = lambda: self.trainer.current_epoch  # noqa: E731
         train = EpochBatches(self.train_examples, self.batch_size, self.seed, epoch)
         valid = EpochBatches(self.valid_examples, self.batch_size, self.seed + 1, epoch)
-        return DataLoader(PairedBatches(train, valid), batch_size=None)
+        return DataLoader(PairedBatches(train, valid, self.task.batches_per_step), batch_size=None)
 
     def configure_optimizers(self) -> Any:
-        weights = torch.optim.Adam(self.table_parameters(), lr=self.lr_weights, weight_decay=self.task.weight_decay)
+        # fused: one kernel over the tables, as the tasks' own Adam (the search runs unsharded)
+        weights = torch.optim.Adam(self.table_parameters(), lr=self.lr_weights, weight_decay=self.task.weight_decay, fused=True)
         alpha = torch.optim.SGD(self.alphas(), lr=self.lr_alpha)
         return [weights, alpha]
 
@@ -126,16 +136,18 @@ class DimensionSearch(L.LightningModule):
             self.optimizers()[0].optimizer, patience=1, threshold=1e-7, min_lr=self.min_lr / 10
         )
 
-    def training_step(self, batch: tuple[Batch, Batch], batch_idx: int) -> None:
-        train, valid = batch
+    def training_step(self, batch: list[tuple[Batch, Batch]], batch_idx: int) -> None:
         weights, alpha = self.optimizers()
-        loss = self.task.loss(train)
-        weights.zero_grad()
-        self.manual_backward(loss)
-        weights.step()
-        self._step_alpha(train, valid, alpha)
-        self._train_loss = self._train_loss + loss.detach() * len(train["user"])
-        self._train_rows += len(train["user"])
+        for train, valid in batch:
+            with frozen(self.alphas()):  # the table step needs no α gradient
+                loss = self.task.loss(train)
+                weights.zero_grad()
+                self.manual_backward(loss)
+            weights.step()
+            with frozen([] if self.second_order else self.table_parameters()):  # nor first-order α a table gradient
+                self._step_alpha(train, valid, alpha)
+            self._train_loss = self._train_loss + loss.detach() * len(train["user"])
+            self._train_rows += len(train["user"])
 
     def _step_alpha(self, train: Batch, valid: Batch, optimizer: Any) -> None:
         alphas = self.alphas()
@@ -196,6 +208,18 @@ class DimensionSearch(L.LightningModule):
     def on_fit_end(self) -> None:
         if self.best_state is not None:
             self.tables.load_state_dict(self.best_state)
+
+
+@contextmanager
+def frozen(parameters: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Leave ``parameters`` out of the autograd graph for a while (no gradient is computed for them)."""
+    for p in parameters:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in parameters:
+            p.requires_grad_(True)
 
 
 def mean_loss(task: PairModelTask, examples: Examples, batch_size: int) -> float:
