@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from recsys.outputs import RUNS_ENV
+
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recsys {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:  # handled by LightningCLI before argparse runs; listed here for --help
-        commands.add_parser(name, help=f"Lightning {name}: recsys {name} --config experiments/<dataset>/<model>.yaml",
+        commands.add_parser(name, help=f"Lightning {name}: recsys {name} --config experiments/<dataset>/<model>.yaml "
+                            f"(run folders under --trainer.default_root_dir, else ${RUNS_ENV}, else ./runs)",
                             add_help=False)  # fmt: skip
 
     data = commands.add_parser("data", help="prepare, import and describe datasets")
@@ -164,21 +167,22 @@ def _lightning(words: list[str], argv: Sequence[str] | None) -> int:
 
 
 def _recommender_run(words: list[str]):
-    """The ``recommender:`` run that ``recsys fit|test --config FILE`` names, or None for a Lightning config (which
-    LightningCLI handles, with every Lightning option)."""
-    if "--config" not in words[:-1]:
-        return None
-    path = Path(words[words.index("--config") + 1])
-    if path.suffix not in (".yaml", ".yml") or not path.exists():
+    """The ``recommender:`` run that ``recsys fit|test --config FILE`` (or ``-c FILE``, ``--config=FILE``) names,
+    or None for a Lightning config (which LightningCLI handles, with every Lightning option)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("-c", "--config", action="append", default=[])
+    known, rest = flags.parse_known_args(words[1:])
+    path = Path(known.config[-1]) if known.config else None
+    if path is None or path.suffix not in (".yaml", ".yml") or not path.exists():
         return None
     from recsys.runs import named_run
 
     run = named_run(path)
     if run.kind != "recommender":
         return None
-    if words[0] not in ("fit", "test") or len(words) != 3:
+    if words[0] not in ("fit", "test") or rest or len(known.config) > 1:
         raise SystemExit(f"recsys: error: {path} is a recommender run: `recsys fit --config {path}` fits and tests "
-                         "it (change its arguments in the file)")  # fmt: skip
+                         f"it (change its arguments in the file; set ${RUNS_ENV} to move its run folder)")  # fmt: skip
     return run
 
 

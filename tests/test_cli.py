@@ -131,3 +131,21 @@ def test_version_and_a_data_list_with_a_header_and_imported_datasets(imported, c
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["dataset", "prepared", "sources"]
     assert any(line.split()[:3] == [imported, "yes", "imported"] for line in lines)
+
+
+def test_a_recommender_run_goes_to_the_run_root_however_its_config_is_named(tiny_dataset, tmp_path, monkeypatch) -> None:
+    path = tiny_dataset / "knn.yaml"
+    path.write_text("recommender: {class_path: recsys.baselines.ItemKNN, init_args: {k: 5}}\ndata: {dataset: tiny}\n")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "root"))
+    for words in (["--config", str(path)], [f"--config={path}"], ["-c", str(path)]):  # LightningCLI's spellings
+        assert main(["fit", *words]) == 0
+    runs = tmp_path / "root" / "tiny" / "knn"
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1", "version_2"]
+    report = (runs / "version_0" / "report.md").read_text()
+    assert "recsys.baselines.ItemKNN" in report and "| ndcg@10 |" in report and "`results.json`" in report
+    assert list(workdir.iterdir()) == []
+    with pytest.raises(SystemExit, match="is a recommender run"):
+        main(["fit", f"--config={path}", "--trainer.max_epochs", "3"])
