@@ -149,3 +149,15 @@ def test_a_recommender_run_goes_to_the_run_root_however_its_config_is_named(tiny
     assert list(workdir.iterdir()) == []
     with pytest.raises(SystemExit, match="is a recommender run"):
         main(["fit", f"--config={path}", "--trainer.max_epochs", "3"])
+
+
+def test_a_single_seed_leaderboard_shows_no_spread() -> None:
+    from recsys.benchmark import format_leaderboard, leaderboard
+
+    def record(model: str, seed: int, ndcg: float) -> dict:
+        return {"model": model, "seed": seed, "metrics": {"ndcg@10": ndcg}, "timings": {"fit_s": 1.0, "evaluate_s": 0.1}}
+
+    one = format_leaderboard(leaderboard([record("pop", 1, 0.2)]))
+    assert "| pop | 0.2000 ± n/a |" in one and "0.0000" not in one
+    two = format_leaderboard(leaderboard([record("pop", 1, 0.2), record("pop", 2, 0.3)]))
+    assert "| pop | 0.2500 ± 0.0707 |" in two
