@@ -94,10 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--epochs", type=int, default=200, help="SASRec's maximum epochs (early stopping on validation)")
     audit.add_argument("--seed", type=int, default=2026)
 
-    ev = commands.add_parser("evaluate", help="evaluate an external run (user,item,score of raw ids)")
-    ev.add_argument("--run", type=Path, required=True, help="Parquet/CSV with columns user, item, score")
-    ev.add_argument("--test", type=Path, required=True, help="Parquet/CSV with columns user, item")
-    ev.add_argument("--exclude", type=Path, nargs="*", default=[], help="interactions never to count")
+    ev = commands.add_parser("evaluate", help="evaluate an external run (user, item, score of raw ids)")
+    ev.add_argument("--run", type=Path, required=True, help="Parquet/CSV with a user, an item and a score column")
+    ev.add_argument("--test", type=Path, required=True, help="Parquet/CSV with a user and an item column")
+    ev.add_argument("--exclude", type=Path, nargs="*", default=[], help="interactions never to count (user, item)")
+    ev.add_argument("--user-col", default="user", help="the user column of every file (default user)")
+    ev.add_argument("--item-col", default="item", help="the item column of every file (default item)")
+    ev.add_argument("--score-col", default="score", help="the score column of --run (default score)")
     ev.add_argument("--k", type=_int_list, default=(10, 20))
     ev.add_argument("--output", type=Path, help="write summary.json and per_user.parquet here")
 
@@ -270,20 +273,38 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_table(path: Path):
+def _read_table(path: Path, columns: dict[str, str]):
+    """A Parquet/CSV table's ``columns`` (``{its name: user | item | score}``), checked and renamed to recsys' names;
+    a missing file or column, an unreadable file or a score that is not a number is a `DataError` naming it."""
     import polars as pl
+
+    from recsys.data.validation import DataError, require_columns
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
-    return pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    try:
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise DataError(f"{path}: not a readable {'Parquet' if path.suffix == '.parquet' else 'CSV'} file: "
+                        f"{str(err).splitlines()[0]}") from err  # fmt: skip
+    try:
+        require_columns(frame, list(columns), str(path))
+    except DataError as err:
+        raise DataError(f"{err} Name the columns with --user-col, --item-col, --score-col.") from err
+    own = {ours: theirs for theirs, ours in columns.items()}
+    if "score" in own and not frame[own["score"]].dtype.is_numeric():
+        raise DataError(f"{path}: the score column {own['score']!r} holds {frame[own['score']].dtype}, not numbers")
+    return frame.select(list(columns)).rename(columns)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from recsys.evaluation.evaluator import evaluate
 
+    pairs = {args.user_col: "user", args.item_col: "item"}
     ev = evaluate(
-        _read_table(args.run), _read_table(args.test), exclude=[_read_table(p) for p in args.exclude], k=args.k
-    )
+        _read_table(args.run, {**pairs, args.score_col: "score"}), _read_table(args.test, pairs),
+        exclude=[_read_table(p, pairs) for p in args.exclude], k=args.k,
+    )  # fmt: skip
     print(json.dumps(ev.summary, indent=2))
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)

@@ -161,3 +161,18 @@ def test_a_single_seed_leaderboard_shows_no_spread() -> None:
     assert "| pop | 0.2000 ± n/a |" in one and "0.0000" not in one
     two = format_leaderboard(leaderboard([record("pop", 1, 0.2), record("pop", 2, 0.3)]))
     assert "| pop | 0.2500 ± 0.0707 |" in two
+
+
+def test_evaluate_reads_the_columns_it_is_told(tmp_path, capsys) -> None:
+    run = pl.DataFrame({"uid": ["a", "a", "b", "b"], "iid": ["x", "y", "x", "z"], "pred": [2.0, 1.0, 1.0, 3.0]})
+    run.write_csv(tmp_path / "run.csv")
+    pl.DataFrame({"uid": ["a", "b"], "iid": ["y", "x"]}).write_parquet(tmp_path / "test.parquet")
+    files = ["--run", str(tmp_path / "run.csv"), "--test", str(tmp_path / "test.parquet"), "--k", "2"]
+    assert main(["evaluate", *files, "--user-col", "uid", "--item-col", "iid", "--score-col", "pred"]) == 0
+    assert json.loads(capsys.readouterr().out)["mrr@2"] == pytest.approx(0.5)
+    assert main(["evaluate", *files]) == 2  # the default names: user, item, score
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"recsys: error: {tmp_path / 'run.csv'}: missing column(s) ['user'")
+    assert "--user-col" in err
+    assert main(["evaluate", *files, "--user-col", "uid", "--item-col", "iid", "--score-col", "iid"]) == 2
+    assert "the score column 'iid' holds String, not numbers" in capsys.readouterr().err
