@@ -91,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dataset", required=True, help="dataset card or imported name")
     audit.add_argument("--output", type=Path, required=True, help="folder for report.md, audit.json and plots")
     audit.add_argument("--encoder", default="minilm", help="item text encoder: minilm, tfidf, features or a model folder")
-    audit.add_argument("--epochs", type=int, default=200, help="SASRec's maximum epochs (early stopping on validation)")
+    audit.add_argument("--epochs", type=int, default=200, help="SASRec's maximum epochs (early stopping on validation; "
+                       "the verdict is inconclusive below 20 or while validation still improves)")  # fmt: skip
     audit.add_argument("--seed", type=int, default=2026)
+    audit.add_argument("--no-progress", action="store_true", help="no progress bar while SASRec trains")
 
     ev = commands.add_parser("evaluate", help="evaluate an external run (user, item, score of raw ids)")
     ev.add_argument("--run", type=Path, required=True, help="Parquet/CSV with a user, an item and a score column")
@@ -267,7 +269,8 @@ def _audit(args: argparse.Namespace) -> int:
     from recsys.data.registry import load
     from recsys.diagnostics.audit import run_audit
 
-    record = run_audit(load(args.dataset), args.output, encoder=args.encoder, max_epochs=args.epochs, seed=args.seed)
+    record = run_audit(load(args.dataset), args.output, encoder=args.encoder, max_epochs=args.epochs, seed=args.seed,
+                       progress=not args.no_progress)  # fmt: skip
     print(f"{record['dataset']}: {record['verdict']}")
     print(f"wrote {args.output}/: report.md, audit.json, models.png, smoothness.png, history.png")
     return 0

@@ -1,6 +1,7 @@
 """`recsys fit | test | predict` through LightningCLI: run-folder artefacts, key checking, exact resume."""
 
 import json
+import logging
 from pathlib import Path
 
 import polars as pl
@@ -248,3 +249,10 @@ def test_lightning_optimizer_and_scheduler_options_train_the_task(config, tmp_pa
     assert "weight_decay" in checkpoint["optimizer_states"][0]["param_groups"][0]  # AdamW's, from the CLI
     saved = (run / "config.yaml").read_text()
     assert "torch.optim.AdamW" in saved and "StepLR" in saved
+
+
+def test_the_cli_silences_lightning_start_up_notices(config, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "1"])
+    notices = [r.getMessage() for r in caplog.records if r.name.startswith("lightning")]
+    assert not [m for m in notices if "GPU available" in m or "Seed set" in m or "Tip" in m], notices
