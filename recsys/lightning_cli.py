@@ -18,9 +18,10 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 import polars as pl
 import yaml
+from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping
-from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -54,7 +55,9 @@ def run_loggers(logger: Any, root: Path, name: str) -> Any:
     and checkpoints are in the same place."""
     entries = [e for e in (logger if isinstance(logger, list) else [logger]) if isinstance(e, Namespace)]
     for entry in entries:
-        args = entry.get("init_args") or Namespace()
+        args = entry.get("init_args")
+        if args is None:
+            continue
         if "save_dir" in args and str(args["save_dir"]) in DEFAULT_SAVE_DIRS:
             args["save_dir"] = str(root)
         for key in ("name", "experiment_name"):  # the file loggers' and MLflow's
@@ -72,6 +75,7 @@ def run_loggers(logger: Any, root: Path, name: str) -> Any:
 
 
 def _class(class_path: str) -> type:
+    """The class a (jsonargparse-checked, so importable) ``class_path`` names."""
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
@@ -89,7 +93,7 @@ class RecsysCLI(LightningCLI):
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
-            parser.add_argument("--k", type=Optional[int], default=None,
+            parser.add_argument("--k", type=Optional[PositiveInt], default=None,
                                 help="items per user (default: the task's largest eval_k)")  # fmt: skip
             parser.add_argument("--users", type=Optional[str], default=None,
                                 help="raw user ids, comma-separated, or a file of one id per line (default: all)")  # fmt: skip
@@ -224,13 +228,13 @@ class RecsysCLI(LightningCLI):
         details = {"task": type(task).__name__, "model": type(getattr(task, "model", task)).__name__,
                    "data": f"{data.dataset}, {data.protocol}, seed {data.seed}", "checkpoint": f"`{checkpoint}`"}  # fmt: skip
         if curve is not None:
-            details.update(self._learning_curve(folder, curve, checkpoint))
+            details.update(self._learning_curve(folder, curve))
         config = self._config().get("config")
         write_run_report(folder, title=self.run_name(), config=Path(str(config[-1])) if config else None,
                          details=details, metrics=metrics)  # fmt: skip
         print(f"wrote {folder}/results.json, report.md")
 
-    def _learning_curve(self, folder: Path, rows: list[dict[str, Any]], checkpoint: str) -> dict[str, Any]:
+    def _learning_curve(self, folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Plot the fit's learning curve (`LearningCurve` rows) into ``folder``; the report's lines on epochs and
         the best epoch."""
         monitor = self.model.monitor
@@ -240,8 +244,7 @@ class RecsysCLI(LightningCLI):
         plotted = plot_learning_curve(rows, monitor, folder / LEARNING_CURVE, best["epoch"] if best else None)
         return {
             "epochs": len(rows),
-            "best epoch": f"{best['epoch']} ({monitor} {best[monitor]:.4f}; tested: `{Path(checkpoint).name}`)"
-            if best else "none (no validation)",
+            "best epoch": f"{best['epoch']} ({monitor} {best[monitor]:.4f})" if best else "none (no validation)",
             "learning curve": f"`{LEARNING_CURVE}`" if plotted else "none (no epoch logged a loss or validation)",
         }
 

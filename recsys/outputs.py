@@ -42,10 +42,11 @@ def checkpoint_run(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def plot_learning_curve(rows: Sequence[Mapping[str, float]], monitor: str, path: Path, best_epoch: int | None = None) -> bool:
+def plot_learning_curve(rows: Sequence[Mapping[str, float | None]], monitor: str, path: Path, best_epoch: int | None = None) -> bool:
     """Training loss and the monitored validation metric per epoch, one panel each, the best epoch marked; writes
     ``path`` and returns True, or False when no epoch recorded either value."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
+    from matplotlib.ticker import MaxNLocator
 
     series = {name: [(r["epoch"], r[name]) for r in rows if r.get(name) is not None] for name in ("train/loss", monitor)}
     if not any(series.values()):
@@ -62,6 +63,7 @@ def plot_learning_curve(rows: Sequence[Mapping[str, float]], monitor: str, path:
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True

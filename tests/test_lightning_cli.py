@@ -100,6 +100,7 @@ def test_resuming_a_stopped_run_reaches_the_uninterrupted_result(config, tmp_pat
     runs = tmp_path / "runs" / "tiny"
     assert not (runs / "version_2").exists()
     assert len(list((runs / "version_1").glob("metrics.until-*.csv"))) == 1  # the interrupted part's log is kept
+    assert "- epochs: 4" in (runs / "version_1" / "report.md").read_text()  # the learning curve resumes with it
     straight, resumed = _results(runs / "version_0")["metrics"], _results(runs / "version_1")["metrics"]
     assert resumed == pytest.approx(straight, rel=1e-6, abs=1e-9)
     import torch
