@@ -16,7 +16,7 @@ from recsys.data.interactions import Interactions
 from recsys.data.registry import load
 from recsys.data.splits import split
 from recsys.evaluation.significance import compare_values
-from recsys.records import RunRecord, versions
+from recsys.records import RunRecord, spread, versions
 from recsys.recommender import Recommender
 from recsys.errors import RunError
 from recsys.runs import FittedRun, NamedRun, fit_run, judge, named_run
@@ -120,14 +120,15 @@ def primary_metric(ks: Sequence[int]) -> str:
 
 
 def leaderboard(records: list[dict], primary: str = "ndcg@10") -> pl.DataFrame:
-    """Mean and standard deviation over seeds of every metric and timing, best ``primary`` first."""
+    """Mean and standard deviation over seeds of every metric and timing, best ``primary`` first (the deviation is
+    null for a model run with one seed)."""
     rows = [{"model": r["model"], "seed": r["seed"], **r["metrics"], **r["timings"]} for r in records]
     frame = pl.DataFrame(rows)
     values = [c for c in frame.columns if c not in ("model", "seed")]
     board = frame.group_by("model", maintain_order=True).agg(
         pl.len().alias("seeds"),
         *[pl.col(c).mean().alias(c) for c in values],
-        *[pl.col(c).std(ddof=1).fill_null(0.0).alias(f"{c}_std") for c in values],
+        *[pl.col(c).std(ddof=1).alias(f"{c}_std") for c in values],
     )
     return board.sort(primary, descending=True)
 
@@ -159,7 +160,8 @@ def write_outputs(result: BenchmarkResult, data: Interactions, protocol: str, ks
 
 
 def format_leaderboard(board: pl.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRICS) -> str:
-    """Markdown table: one row per model, ``mean ± std`` per metric, plus fit / evaluation seconds.
+    """Markdown table: one row per model, ``mean ± std`` per metric (``± n/a`` for one seed), plus fit / evaluation
+    seconds.
 
     Metrics at cut-offs the benchmark did not compute are left out; with none of ``metrics`` present, every
     NDCG / recall column is shown."""
@@ -169,7 +171,7 @@ def format_leaderboard(board: pl.DataFrame, metrics: Sequence[str] = LEADERBOARD
     header = ["model", *shown, "fit s", "eval s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in board.iter_rows(named=True):
-        cells = [row["model"], *[f"{row[m]:.4f} ± {row[m + '_std']:.4f}" for m in shown]]
+        cells = [row["model"], *[spread(row[m], row[m + "_std"]) for m in shown]]
         cells += [f"{row['fit_s']:.2f}", f"{row['evaluate_s']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -184,7 +186,7 @@ def render_report(result: BenchmarkResult, data: Interactions, protocol: str) ->
         f"Data: {stats['interactions']} interactions, {stats['users']} users, {stats['items']} items "
         f"(density {stats['density']:.4f}). Seeds: {', '.join(map(str, seeds))}. "
         f"Evaluation: {result.records[0]['evaluation']} ranking over the whole catalogue, training and validation "
-        "items excluded; users without test items are not evaluated. Values are mean ± std over seeds.",
+        "items excluded; users without test items are not evaluated. Values are mean ± std over seeds (n/a: one seed).",
         "",
         "## Leaderboard",
         "",
@@ -227,7 +229,7 @@ def _plot_ndcg_at_k(board: pl.DataFrame, ks: Sequence[int], path: Path) -> None:
     ax = fig.subplots()
     for row in board.iter_rows(named=True):
         values = [row[f"ndcg@{k}"] for k in ks]
-        errors = [row[f"ndcg@{k}_std"] for k in ks]
+        errors = [row[f"ndcg@{k}_std"] or 0.0 for k in ks]  # one seed: no bar
         ax.errorbar(list(ks), values, yerr=errors, marker="o", capsize=3, label=row["model"])
     ax.set_xscale("log")
     ax.set_xticks(list(ks), [str(k) for k in ks])

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from recsys.outputs import RUNS_ENV
+
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recsys {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:  # handled by LightningCLI before argparse runs; listed here for --help
-        commands.add_parser(name, help=f"Lightning {name}: recsys {name} --config experiments/<dataset>/<model>.yaml",
+        commands.add_parser(name, help=f"Lightning {name}: recsys {name} --config experiments/<dataset>/<model>.yaml "
+                            f"(run folders under --trainer.default_root_dir, else ${RUNS_ENV}, else ./runs)",
                             add_help=False)  # fmt: skip
 
     data = commands.add_parser("data", help="prepare, import and describe datasets")
@@ -88,13 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dataset", required=True, help="dataset card or imported name")
     audit.add_argument("--output", type=Path, required=True, help="folder for report.md, audit.json and plots")
     audit.add_argument("--encoder", default="minilm", help="item text encoder: minilm, tfidf, features or a model folder")
-    audit.add_argument("--epochs", type=int, default=200, help="SASRec's maximum epochs (early stopping on validation)")
+    audit.add_argument("--epochs", type=int, default=200, help="SASRec's maximum epochs (early stopping on validation; "
+                       "the verdict is inconclusive below 20 or while validation still improves)")  # fmt: skip
     audit.add_argument("--seed", type=int, default=2026)
+    audit.add_argument("--no-progress", action="store_true", help="no progress bar while SASRec trains")
 
-    ev = commands.add_parser("evaluate", help="evaluate an external run (user,item,score of raw ids)")
-    ev.add_argument("--run", type=Path, required=True, help="Parquet/CSV with columns user, item, score")
-    ev.add_argument("--test", type=Path, required=True, help="Parquet/CSV with columns user, item")
-    ev.add_argument("--exclude", type=Path, nargs="*", default=[], help="interactions never to count")
+    ev = commands.add_parser("evaluate", help="evaluate an external run (user, item, score of raw ids)")
+    ev.add_argument("--run", type=Path, required=True, help="Parquet/CSV with a user, an item and a score column")
+    ev.add_argument("--test", type=Path, required=True, help="Parquet/CSV with a user and an item column")
+    ev.add_argument("--exclude", type=Path, nargs="*", default=[], help="interactions never to count (user, item)")
+    ev.add_argument("--user-col", default="user", help="the user column of every file (default user)")
+    ev.add_argument("--item-col", default="item", help="the item column of every file (default item)")
+    ev.add_argument("--score-col", default="score", help="the score column of --run (default score)")
     ev.add_argument("--k", type=_int_list, default=(10, 20))
     ev.add_argument("--output", type=Path, help="write summary.json and per_user.parquet here")
 
@@ -164,21 +172,22 @@ def _lightning(words: list[str], argv: Sequence[str] | None) -> int:
 
 
 def _recommender_run(words: list[str]):
-    """The ``recommender:`` run that ``recsys fit|test --config FILE`` names, or None for a Lightning config (which
-    LightningCLI handles, with every Lightning option)."""
-    if "--config" not in words[:-1]:
-        return None
-    path = Path(words[words.index("--config") + 1])
-    if path.suffix not in (".yaml", ".yml") or not path.exists():
+    """The ``recommender:`` run that ``recsys fit|test --config FILE`` (or ``-c FILE``, ``--config=FILE``) names,
+    or None for a Lightning config (which LightningCLI handles, with every Lightning option)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("-c", "--config", action="append", default=[])
+    known, rest = flags.parse_known_args(words[1:])
+    path = Path(known.config[-1]) if known.config else None
+    if path is None or path.suffix not in (".yaml", ".yml") or not path.exists():
         return None
     from recsys.runs import named_run
 
     run = named_run(path)
     if run.kind != "recommender":
         return None
-    if words[0] not in ("fit", "test") or len(words) != 3:
+    if words[0] not in ("fit", "test") or rest or len(known.config) > 1:
         raise SystemExit(f"recsys: error: {path} is a recommender run: `recsys fit --config {path}` fits and tests "
-                         "it (change its arguments in the file)")  # fmt: skip
+                         f"it (change its arguments in the file; set ${RUNS_ENV} to move its run folder)")  # fmt: skip
     return run
 
 
@@ -260,26 +269,45 @@ def _audit(args: argparse.Namespace) -> int:
     from recsys.data.registry import load
     from recsys.diagnostics.audit import run_audit
 
-    record = run_audit(load(args.dataset), args.output, encoder=args.encoder, max_epochs=args.epochs, seed=args.seed)
+    record = run_audit(load(args.dataset), args.output, encoder=args.encoder, max_epochs=args.epochs, seed=args.seed,
+                       progress=not args.no_progress)  # fmt: skip
     print(f"{record['dataset']}: {record['verdict']}")
     print(f"wrote {args.output}/: report.md, audit.json, models.png, smoothness.png, history.png")
     return 0
 
 
-def _read_table(path: Path):
+def _read_table(path: Path, columns: dict[str, str]):
+    """A Parquet/CSV table's ``columns`` (``{its name: user | item | score}``), checked and renamed to recsys' names;
+    a missing file or column, an unreadable file or a score that is not a number is a `DataError` naming it."""
     import polars as pl
+
+    from recsys.data.validation import DataError, require_columns
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
-    return pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    try:
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise DataError(f"{path}: not a readable {'Parquet' if path.suffix == '.parquet' else 'CSV'} file: "
+                        f"{str(err).splitlines()[0]}") from err  # fmt: skip
+    try:
+        require_columns(frame, list(columns), str(path))
+    except DataError as err:
+        raise DataError(f"{err} Name the columns with --user-col, --item-col, --score-col.") from err
+    own = {ours: theirs for theirs, ours in columns.items()}
+    if "score" in own and not frame[own["score"]].dtype.is_numeric():
+        raise DataError(f"{path}: the score column {own['score']!r} holds {frame[own['score']].dtype}, not numbers")
+    return frame.select(list(columns)).rename(columns)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from recsys.evaluation.evaluator import evaluate
 
+    pairs = {args.user_col: "user", args.item_col: "item"}
     ev = evaluate(
-        _read_table(args.run), _read_table(args.test), exclude=[_read_table(p) for p in args.exclude], k=args.k
-    )
+        _read_table(args.run, {**pairs, args.score_col: "score"}), _read_table(args.test, pairs),
+        exclude=[_read_table(p, pairs) for p in args.exclude], k=args.k,
+    )  # fmt: skip
     print(json.dumps(ev.summary, indent=2))
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)

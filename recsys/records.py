@@ -22,6 +22,12 @@ def versions() -> dict[str, str]:
     return found
 
 
+def spread(mean: float, std: float | None) -> str:
+    """A metric over seeds as ``mean ± std`` (four places); ``mean ± n/a`` where ``std`` is None: one seed has no
+    spread to show, and ``± 0.0000`` would claim one."""
+    return f"{mean:.4f} ± {'n/a' if std is None else f'{std:.4f}'}"
+
+
 def jsonable_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` for a JSON record: scalars (ints, floats, strings, booleans, None) as they are, others as text."""
     return {k: v if v is None or isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}

@@ -149,14 +149,16 @@ def judge(model: Recommender, test: Interactions, exclude: list[Interactions], k
     return evaluate(model, test, exclude=exclude, k=k)
 
 
-def run_recommender(run: NamedRun, root: Path = Path("runs")) -> Path:
+def run_recommender(run: NamedRun, root: Path | None = None) -> Path:
     """`recsys fit` of a ``recommender:`` run: split its ``data`` (default ml-100k, user-811, seed 2026), fit on
     train (+ valid), judge on test with train and valid excluded, and write ``<root>/<dataset>/<name>/version_N/``
-    with ``config.yaml``, ``results.json`` (a `RunRecord`), ``per_user.parquet`` and ``versions.json``."""
+    (``root``: the run root, `recsys.outputs.runs_root`) with ``config.yaml``, ``results.json`` (a `RunRecord`),
+    ``per_user.parquet``, ``versions.json`` and ``report.md``."""
     import json
 
     from recsys.data.registry import load
     from recsys.data.splits import split
+    from recsys.outputs import next_version, runs_root, write_results, write_run_report
     from recsys.records import RunRecord
 
     data_spec = {"dataset": "ml-100k", "protocol": "user-811", "seed": 2026, **(run.config.get("data") or {})}
@@ -171,18 +173,21 @@ def run_recommender(run: NamedRun, root: Path = Path("runs")) -> Path:
     ev = judge(model, test, [train, valid], (10, 20))
     record = RunRecord(data.name, data_spec["protocol"], run.name, seed, model.params(), ev.summary,
                        {**fitted.timings, "evaluate_s": ev.seconds}, ev.mode)  # fmt: skip
-    parent = root / data.name / run.name
-    parent.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name.removeprefix("version_")) for p in parent.glob("version_*") if p.name[8:].isdigit()]
-    folder = parent / f"version_{max(taken, default=-1) + 1}"  # the next free version, as Lightning's loggers
-    folder.mkdir()
+    folder = next_version((root or runs_root()) / data.name / run.name)
     (folder / "config.yaml").write_text(yaml.safe_dump(run.config, sort_keys=False))
-    (folder / "results.json").write_text(json.dumps([record.to_json()], indent=2))
-    (folder / "versions.json").write_text(json.dumps(record.versions, indent=2))
+    write_results(folder, record)
     ev.per_user.write_parquet(folder / "per_user.parquet")
     write_report = getattr(model, "write_report", None)
     if callable(write_report):  # a recommender's own report files (DNIS: the dimension allocation and sizes)
         write_report(folder)
+    from recsys.saving import save, supports
+
+    if supports(model):  # the fitted model itself, for recsys.load
+        save(model, folder / "model")
+    write_run_report(folder, title=run.name, config=run.path, metrics=ev.summary, details={
+        "recommender": run.config["recommender"]["class_path"], "data": f"{data.name}, {data_spec['protocol']}, seed {seed}",
+        "learning curve": "none (no training epochs)",
+    })  # fmt: skip
     print(f"test: {json.dumps({k: round(v, 4) for k, v in ev.summary.items() if k.endswith('@10')})}")
     print(f"wrote {folder}/results.json")
     return folder

@@ -57,6 +57,11 @@ def _layouts_json(tables: MixedDimTables) -> dict[str, Any]:
                    "columns": [c.tolist() for c in layout.columns]} for name, layout in tables.layouts.items()}  # fmt: skip
 
 
+def supports(model: Recommender) -> bool:
+    """Whether `save` can write ``model`` (Lightning tasks, DNIS, MixedDimensions; baselines not yet)."""
+    return isinstance(model, (RecommenderTask, _PerBlockTask))
+
+
 def _torch_part(model: Recommender) -> tuple[RecommenderTask, str]:
     """The task holding the weights and the state-dict prefix it is saved under."""
     if isinstance(model, _PerBlockTask):

@@ -75,4 +75,16 @@ def test_audit_writes_report_json_and_plots(tmp_path) -> None:
     assert set(saved["models"]) == {"sasrec", "tgh-1", "tgh-2"}
     assert set(saved["diagnostics"]["history_dependence"]) >= {"ndcg@10_last_1", "ndcg@10_last_all", "history_dependence"}
     assert saved["diagnostics"]["branching"]["mean_out_degree"]["value"] <= 2.0
-    assert "Verdict" in (tmp_path / "report.md").read_text() and record["verdict"]
+    assert "Verdict" in (tmp_path / "report.md").read_text()
+    assert record["verdict"].startswith("inconclusive: SASRec is under-trained (it trained 2 epoch(s), fewer than 20)")
+    assert saved["sasrec_under_trained"] and saved["sasrec_epochs"] == 2
+
+
+def test_sasrec_is_under_trained_when_short_or_still_improving() -> None:
+    from recsys.diagnostics.audit import under_training, verdict
+
+    assert under_training(5, 1, patience=10) is not None  # too few epochs, whatever validation did
+    assert "still improving (best epoch 195 of 200)" in under_training(200, 195, patience=10)  # the cap cut it off
+    assert under_training(60, 49, patience=10) is None  # early stopping fired 10 epochs after the best
+    gap = {"gap": {"tgh-1_minus_sasrec_ndcg@10": bootstrap_difference(np.full(50, 0.3), np.full(50, 0.3), seed=0)}}
+    assert verdict(gap).startswith("shortcut-competitive") and verdict(gap, "a reason").startswith("inconclusive")

@@ -131,3 +131,48 @@ def test_version_and_a_data_list_with_a_header_and_imported_datasets(imported, c
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["dataset", "prepared", "sources"]
     assert any(line.split()[:3] == [imported, "yes", "imported"] for line in lines)
+
+
+def test_a_recommender_run_goes_to_the_run_root_however_its_config_is_named(tiny_dataset, tmp_path, monkeypatch) -> None:
+    path = tiny_dataset / "knn.yaml"
+    path.write_text("recommender: {class_path: recsys.baselines.ItemKNN, init_args: {k: 5}}\ndata: {dataset: tiny}\n")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "root"))
+    for words in (["--config", str(path)], [f"--config={path}"], ["-c", str(path)]):  # LightningCLI's spellings
+        assert main(["fit", *words]) == 0
+    runs = tmp_path / "root" / "tiny" / "knn"
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1", "version_2"]
+    report = (runs / "version_0" / "report.md").read_text()
+    assert "recsys.baselines.ItemKNN" in report and "| ndcg@10 |" in report and "`results.json`" in report
+    assert list(workdir.iterdir()) == []
+    with pytest.raises(SystemExit, match="is a recommender run"):
+        main(["fit", f"--config={path}", "--trainer.max_epochs", "3"])
+
+
+def test_a_single_seed_leaderboard_shows_no_spread() -> None:
+    from recsys.benchmark import format_leaderboard, leaderboard
+
+    def record(model: str, seed: int, ndcg: float) -> dict:
+        return {"model": model, "seed": seed, "metrics": {"ndcg@10": ndcg}, "timings": {"fit_s": 1.0, "evaluate_s": 0.1}}
+
+    one = format_leaderboard(leaderboard([record("pop", 1, 0.2)]))
+    assert "| pop | 0.2000 ± n/a |" in one and "0.0000" not in one
+    two = format_leaderboard(leaderboard([record("pop", 1, 0.2), record("pop", 2, 0.3)]))
+    assert "| pop | 0.2500 ± 0.0707 |" in two
+
+
+def test_evaluate_reads_the_columns_it_is_told(tmp_path, capsys) -> None:
+    run = pl.DataFrame({"uid": ["a", "a", "b", "b"], "iid": ["x", "y", "x", "z"], "pred": [2.0, 1.0, 1.0, 3.0]})
+    run.write_csv(tmp_path / "run.csv")
+    pl.DataFrame({"uid": ["a", "b"], "iid": ["y", "x"]}).write_parquet(tmp_path / "test.parquet")
+    files = ["--run", str(tmp_path / "run.csv"), "--test", str(tmp_path / "test.parquet"), "--k", "2"]
+    assert main(["evaluate", *files, "--user-col", "uid", "--item-col", "iid", "--score-col", "pred"]) == 0
+    assert json.loads(capsys.readouterr().out)["mrr@2"] == pytest.approx(0.5)
+    assert main(["evaluate", *files]) == 2  # the default names: user, item, score
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"recsys: error: {tmp_path / 'run.csv'}: missing column(s) ['user'")
+    assert "--user-col" in err
+    assert main(["evaluate", *files, "--user-col", "uid", "--item-col", "iid", "--score-col", "iid"]) == 2
+    assert "the score column 'iid' holds String, not numbers" in capsys.readouterr().err

@@ -176,7 +176,7 @@ def test_a_built_in_cache_that_is_damaged_makes_prepare_fail_instead_of_report_s
     [
         (["--k", "0"], "cut-offs must be positive integers"),
         (["--k", "10,1000000"], None),  # a cut-off past the catalogue: the whole list, no MemoryError
-        (["--drop-score"], "lacks column(s) ['score']"),
+        (["--drop-score"], "missing column(s) ['score']"),  # the file and the flag that names it: --score-col
     ],
 )
 def test_recsys_evaluate_errors_are_one_line_and_a_huge_k_is_fine(tmp_path, capsys, args, message) -> None:

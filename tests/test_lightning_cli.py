@@ -1,6 +1,7 @@
 """`recsys fit | test | predict` through LightningCLI: run-folder artefacts, key checking, exact resume."""
 
 import json
+import logging
 from pathlib import Path
 
 import polars as pl
@@ -40,6 +41,23 @@ data: {{dataset: tiny, protocol: user-811, seed: 7, batch_size: 64}}
     return path
 
 
+@pytest.fixture()
+def bare_config(config) -> Path:
+    """The same experiment without a logger of its own: it logs as experiments/trainer.yaml says."""
+    path = config.with_name("bare.yaml")
+    path.write_text("".join(line for line in config.read_text().splitlines(keepends=True) if "logger:" not in line))
+    return path
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch) -> Path:
+    """An empty working directory for a run that must write nothing into it."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
 def _results(run: Path) -> dict:
     return json.loads((run / "results.json").read_text())[0]
 
@@ -47,8 +65,12 @@ def _results(run: Path) -> dict:
 def test_fit_writes_the_run_folder(config, tmp_path) -> None:
     main(["fit", "--config", str(config)])
     run = tmp_path / "runs" / "tiny" / "version_0"
-    for name in ("config.yaml", "metrics.csv", "results.json", "per_user.parquet", "versions.json", "checkpoints/last.ckpt"):
+    for name in ("config.yaml", "metrics.csv", "results.json", "per_user.parquet", "versions.json", "checkpoints/last.ckpt",
+                 "learning_curve.png", "report.md"):  # fmt: skip
         assert (run / name).exists(), name
+    report = (run / "report.md").read_text()
+    assert "- epochs: 4" in report and "- best epoch: " in report and "| ndcg@10 |" in report
+    assert "learning_curve.png" in report and "`checkpoints/`" in report
     record = _results(run)
     assert {"dataset", "protocol", "model", "seed", "params", "metrics", "versions"} <= set(record)
     assert record["dataset"] == "tiny" and record["seed"] == 7
@@ -78,6 +100,7 @@ def test_resuming_a_stopped_run_reaches_the_uninterrupted_result(config, tmp_pat
     runs = tmp_path / "runs" / "tiny"
     assert not (runs / "version_2").exists()
     assert len(list((runs / "version_1").glob("metrics.until-*.csv"))) == 1  # the interrupted part's log is kept
+    assert "- epochs: 4" in (runs / "version_1" / "report.md").read_text()  # the learning curve resumes with it
     straight, resumed = _results(runs / "version_0")["metrics"], _results(runs / "version_1")["metrics"]
     assert resumed == pytest.approx(straight, rel=1e-6, abs=1e-9)
     import torch
@@ -88,14 +111,74 @@ def test_resuming_a_stopped_run_reaches_the_uninterrupted_result(config, tmp_pat
         torch.testing.assert_close(final[1]["state_dict"][name], tensor, rtol=0, atol=0)
 
 
-def test_test_and_predict_on_a_checkpoint(config, tmp_path) -> None:
+def test_test_and_predict_write_beside_the_checkpoint_run(config, tmp_path, workdir) -> None:
     main(["fit", "--config", str(config)])
-    last = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
     main(["test", "--config", str(config), "--ckpt_path", str(last)])
-    assert _results(tmp_path / "runs" / "tiny" / "version_1")["checkpoint"] == str(last)
+    assert _results(run / "test-last")["checkpoint"] == str(last)
+    assert (run / "test-last" / "config.yaml").exists() and (run / "test-last" / "report.md").exists()
     main(["predict", "--config", str(config), "--ckpt_path", str(last)])
-    recs = pl.read_parquet(tmp_path / "runs" / "tiny" / "version_2" / "recommendations.parquet")
+    recs = pl.read_parquet(run / "predict-last" / "recommendations.parquet")
     assert recs.columns == ["user", "item", "score", "rank"] and recs["user"].n_unique() == 50
+    assert recs.group_by("user").len()["len"].max() == 20  # the task's largest eval_k
+    (tmp_path / "users.txt").write_text("3\n7\n")
+    main(["predict", "--config", str(config), "--ckpt_path", str(last), "--k", "4", "--users", str(tmp_path / "users.txt")])
+    recs = pl.read_parquet(run / "predict-last" / "recommendations.parquet")
+    assert sorted(recs["user"].unique().to_list()) == [3, 7] and recs.group_by("user").len()["len"].to_list() == [4, 4]
+    main(["predict", "--config", str(config), "--ckpt_path", str(last), "--k", "2", "--users", "5,9"])
+    assert pl.read_parquet(run / "predict-last" / "recommendations.parquet").shape[0] == 4
+    assert sorted(p.name for p in (tmp_path / "runs" / "tiny").iterdir()) == ["version_0"]  # no new version_N
+    assert list(workdir.iterdir()) == []
+
+
+def test_an_unknown_predict_user_is_a_one_line_error(config, tmp_path, capsys) -> None:
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "1"])
+    last = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    assert main(["predict", "--config", str(config), "--ckpt_path", str(last), "--users", "3,nobody"]) == 2
+    assert "recsys: error: 1 user(s) not in the vocabulary, e.g. ['nobody']" in capsys.readouterr().err
+
+
+def test_the_run_root_moves_every_run_folder(bare_config, tmp_path, workdir, monkeypatch) -> None:
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "env-root"))
+    main(["fit", "--config", str(bare_config), "--trainer.max_epochs", "1"])
+    assert _results(tmp_path / "env-root" / "tiny" / "bare" / "version_0")["dataset"] == "tiny"
+    main(["fit", "--config", str(bare_config), "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "flag")])
+    run = tmp_path / "flag" / "tiny" / "bare" / "version_0"
+    assert (run / "checkpoints" / "last.ckpt").exists() and _results(run)["model"] == "bare"
+    assert list(workdir.iterdir()) == []
+
+
+def test_fast_dev_run_writes_nothing(bare_config, tmp_path, workdir, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "root"))
+    main(["fit", "--config", str(bare_config), "--trainer.fast_dev_run", "true"])
+    assert "fast_dev_run: nothing written" in capsys.readouterr().out
+    assert list(workdir.iterdir()) == [] and not (tmp_path / "root").exists()
+
+
+def test_tensorboard_logger_out_of_the_box(bare_config, tmp_path, workdir, monkeypatch) -> None:
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "root"))
+    main(["fit", "--config", str(bare_config), "--trainer.max_epochs", "2", "--trainer.logger",
+          "lightning.pytorch.loggers.TensorBoardLogger"])  # fmt: skip
+    run = tmp_path / "root" / "tiny" / "bare" / "version_0"
+    assert list(run.glob("events.out.tfevents.*")) and (run / "learning_curve.png").exists() and _results(run)
+    assert list(workdir.iterdir()) == []
+
+
+def test_mlflow_logger_with_a_local_store(bare_config, tmp_path, workdir, monkeypatch) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "root"))
+    main(["fit", "--config", str(bare_config), "--trainer.max_epochs", "2", "--trainer.logger",
+          "lightning.pytorch.loggers.MLFlowLogger"])  # fmt: skip
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'root' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny/bare")
+    (found,) = client.search_runs([experiment.experiment_id])
+    assert {"train/loss", "val/ndcg10", "test/ndcg10"} <= set(found.data.metrics)  # MLflow drops the "@"
+    run = tmp_path / "root" / "tiny" / "bare" / "version_0"  # recsys' CSV run folder beside MLflow's store
+    assert _results(run)["metrics"]["ndcg@10"] == pytest.approx(found.data.metrics["test/ndcg10"])
+    assert (run / "learning_curve.png").exists() and (run / "checkpoints" / "last.ckpt").exists()
+    assert list(workdir.iterdir()) == []
 
 
 def test_load_experiment_builds_what_fit_would_without_running(config, tmp_path) -> None:
@@ -167,3 +250,10 @@ def test_lightning_optimizer_and_scheduler_options_train_the_task(config, tmp_pa
     assert "weight_decay" in checkpoint["optimizer_states"][0]["param_groups"][0]  # AdamW's, from the CLI
     saved = (run / "config.yaml").read_text()
     assert "torch.optim.AdamW" in saved and "StepLR" in saved
+
+
+def test_the_cli_silences_lightning_start_up_notices(config, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "1"])
+    notices = [r.getMessage() for r in caplog.records if r.name.startswith("lightning")]
+    assert not [m for m in notices if "GPU available" in m or "Seed set" in m or "Tip" in m], notices

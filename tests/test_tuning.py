@@ -205,13 +205,51 @@ def test_report_retrains_best_and_default_and_compares_them(tiny, tmp_path) -> N
                  "param_importances.png", "parallel_coordinate.png"):  # fmt: skip
         assert (out / name).exists(), name
     records = json.loads((out / "results.json").read_text())
-    assert [(r["config"], r["seed"]) for r in records] == [("best", 1), ("default", 1), ("best", 2), ("default", 2)]
+    # ItemKNN takes no seed: one retrain per config, since a second seed would fit the same model on the same split
+    assert [(r["config"], r["seed"]) for r in records] == [("best", 1), ("default", 1)]
     assert {"dataset", "protocol", "model", "seed", "params", "metrics", "timings", "versions"} <= set(records[0])
     assert records[0]["params"]["k"] == report.best.params["k"] and records[1]["params"]["k"] == 100
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["recommender"]["init_args"] == {"k": report.best.params["k"]}
-    assert report.comparisons["ndcg@10"].mean_a == pytest.approx(np.mean([r["metrics"]["ndcg@10"] for r in records[::2]]))
-    assert "Paired tests" in (out / "report.md").read_text()
+    assert report.comparisons["ndcg@10"].mean_a == pytest.approx(records[0]["metrics"]["ndcg@10"])
+    text = (out / "report.md").read_text()
+    assert "Paired tests" in text and "trained once" in text and "± n/a" in text and "± 0.0000" not in text
+    assert "Default configuration: not tried" in text and "**Warning: the default configuration was never tried" in text
+
+
+def test_the_default_configuration_is_the_first_trial(tiny, tmp_path) -> None:
+    knn = run_study(parse_spec(knn_spec(space={"k": {"type": "int", "low": 2, "high": 200}})), n_trials=2)
+    assert knn.trials[0].params == {"k": 100} and knn.trials[0].user_attrs["config"] == "default"  # ItemKNN's own k
+    spec = parse_spec(lightning_spec(tiny, overrides={"trainer.max_epochs": 1}))
+    first = run_study(spec, n_trials=1).trials[0]
+    assert first.params == {"model.init_args.lr": 0.01, "model.init_args.model.init_args.embedding_dim": 8}  # tiny.yaml's
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    run_study(parse_spec(knn_spec(space={"k": {"type": "int", "low": 2, "high": 200}})), storage=url, name="k", n_trials=2)
+    resumed = run_study(parse_spec(knn_spec(space={"k": {"type": "int", "low": 2, "high": 200}})), storage=url, name="k",
+                        n_trials=3)  # fmt: skip
+    assert [t.params["k"] for t in resumed.trials].count(100) == 1  # a resumed study does not enqueue it again
+
+
+def test_every_shipped_study_tries_its_default() -> None:
+    from recsys.tuning.objective import default_params
+    from recsys.tuning.spec import load_spec
+
+    specs = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*/tune-*.yaml"))
+    assert specs and all(default_params(load_spec(path)) is not None for path in specs)
+
+
+def test_a_best_worse_than_the_default_is_flagged(tiny) -> None:
+    from recsys.tuning.report import warnings_of
+
+    spec = parse_spec(knn_spec())
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={"k": 7}, distributions={"k": optuna.distributions.IntDistribution(2, 40)},
+                                              value=0.3, user_attrs={"config": "default"}))  # fmt: skip
+    records = [{"config": "best", "validation": {"ndcg@10": 0.21}}, {"config": "default", "validation": {"ndcg@10": 0.22}}]
+    (warning,) = warnings_of(spec, study, records)
+    assert "WORSE than the default" in warning and "0.2100 vs 0.2200" in warning
+    better = [{"config": "best", "validation": {"ndcg@10": 0.23}}, records[1]]
+    assert warnings_of(spec, study, better) == []
 
 
 @pytest.mark.slow
@@ -239,3 +277,17 @@ def test_cli_tune_resumes_by_name_and_reports_errors(tiny, tmp_path, capsys) -> 
     assert "cannot open storage" in capsys.readouterr().err
     assert main(["tune", "--show", "--config", str(spec_path), "--storage", url, "--study-name", "nope"]) == 2
     assert "no study 'nope'" in capsys.readouterr().err
+    assert main(["tune", "--show", "--config", str(spec_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recsys: error: a report reads a stored study: give the --storage") and "None" not in err
+
+
+def test_recommender_best_yaml_runs_with_recsys_fit(tiny, tmp_path, monkeypatch) -> None:
+    spec_path = write(tmp_path, knn_spec(), name="tune-knn.yaml")
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert main(["tune", "--config", str(spec_path), "--n-trials", "2", "--storage", url]) == 0
+    assert main(["tune", "--show", "--no-retrain", "--config", str(spec_path), "--storage", url,
+                 "--output", str(tmp_path / "report")]) == 0  # fmt: skip
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["fit", f"--config={tmp_path / 'report' / 'best.yaml'}"]) == 0
+    assert (tmp_path / "runs" / "tiny" / "best" / "version_0" / "results.json").exists()

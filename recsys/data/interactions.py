@@ -9,13 +9,16 @@ Raw ids never reach a model: models see codes ``0 .. n_users-1`` and ``0 .. n_it
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
 from recsys.data.csr import binary_csr
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CODE_DTYPE = pl.Int64
 RESERVED = ("user", "item")
@@ -258,6 +261,10 @@ class Interactions:
             self.users.decode(self.frame["user"].to_numpy()).alias("user"),
             self.items.decode(self.frame["item"].to_numpy()).alias("item"),
         )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """`decoded` as a pandas frame (raw ids), for pandas-based tools; pandas and pyarrow are in the install."""
+        return self.decoded().to_pandas()
 
     def describe(self) -> dict[str, float | int | str]:
         """Counts, density and history-length statistics."""

@@ -1,6 +1,11 @@
 """`recsys audit`: is a benchmark shortcut-solvable? Splits a dataset leave-one-out by time, fits SASRec and the
 two TGH variants, measures the three shortcut structures (`recsys.diagnostics.shortcuts`) and the TGH-vs-SASRec
-gap, and writes ``audit.json``, ``report.md`` and plots."""
+gap, and writes ``audit.json``, ``report.md`` and plots.
+
+The verdict is "inconclusive" when SASRec is under-trained (`under_training`): it ran fewer than
+`MIN_SASREC_EPOCHS` epochs, or its best validation epoch lies within the last ``patience`` epochs it ran, i.e.
+validation NDCG@10 was still improving when ``max_epochs`` stopped it (early stopping never fired). A short audit
+would otherwise judge a heuristic against a half-trained model."""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from recsys.evaluation.evaluator import evaluate
 log = logging.getLogger(__name__)
 
 HISTORY_LENGTHS = (1, 2, 5, 10, None)
+MIN_SASREC_EPOCHS = 20
+"""Fewer SASRec epochs than this make the verdict inconclusive, whatever validation did."""
 
 
 def run_audit(
@@ -31,11 +38,13 @@ def run_audit(
     patience: int = 10,
     seed: int = 2026,
     sasrec_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Audit ``data``; returns the JSON-able record (and writes the report to ``output`` when given).
 
     SASRec is RecBole's default configuration (``sasrec_kwargs`` overrides it), trained with early stopping on
-    validation NDCG@10 for at most ``max_epochs``; TGH uses ``encoder`` item vectors.
+    validation NDCG@10 for at most ``max_epochs`` (``progress``: Lightning's progress bar meanwhile); TGH uses
+    ``encoder`` item vectors.
     """
     from recsys.baselines.tgh import TGH
     from recsys.embeddings.text import item_vectors
@@ -48,7 +57,7 @@ def run_audit(
     vectors = item_vectors(train, encoder)
     log.info("audit %s: training SASRec (at most %d epochs)", data.name, max_epochs)
     sasrec = SequentialTask(SASRec(**(sasrec_kwargs or {})), seed=seed)
-    sasrec.fit(train, valid, max_epochs=max_epochs, patience=patience)
+    sasrec.fit(train, valid, max_epochs=max_epochs, patience=patience, progress=progress)
     models = {"sasrec": sasrec}
     for variant in ("tgh-1", "tgh-2"):
         models[variant] = TGH(variant, encoder=encoder).fit(train, vectors=vectors)  # type: ignore[arg-type]
@@ -67,23 +76,40 @@ def run_audit(
         "gap": {f"{v}_minus_sasrec_ndcg@10": bootstrap_difference(per_user[v], per_user["sasrec"], seed=seed)
                 for v in ("tgh-1", "tgh-2")},  # fmt: skip
     }
+    epochs, best_epoch = int(sasrec.epochs_trained_), sasrec.best_weights_.best_epoch
+    caveat = under_training(epochs, best_epoch, patience)
     record = {
         "dataset": data.name,
         "protocol": "loo",
         "stats": data.describe(),
         "encoder": encoder,
-        "sasrec_epochs": int(getattr(sasrec, "epochs_trained_", 0)),
+        "sasrec_epochs": epochs,
+        "sasrec_best_epoch": best_epoch,
+        "sasrec_under_trained": caveat,
         "models": {m: {k: v.as_dict() for k, v in vals.items()} for m, vals in metrics.items()},
         "diagnostics": {g: {k: v.as_dict() for k, v in vals.items()} for g, vals in diagnostics.items()},
-        "verdict": verdict(diagnostics),
+        "verdict": verdict(diagnostics, caveat),
     }
     if output is not None:
         write_report(record, metrics, diagnostics, output)
     return record
 
 
-def verdict(diagnostics: dict[str, dict[str, Estimate]]) -> str:
-    """One sentence: does the local heuristic match the trained model (its gap CI reaches 0 or above)?"""
+def under_training(epochs: int, best_epoch: int | None, patience: int) -> str | None:
+    """Why SASRec is under-trained, or None: fewer than `MIN_SASREC_EPOCHS` epochs, or a best validation epoch
+    (0-based) within the last ``patience`` of the ``epochs`` it ran (still improving when the epoch cap hit)."""
+    if epochs < MIN_SASREC_EPOCHS:
+        return f"it trained {epochs} epoch(s), fewer than {MIN_SASREC_EPOCHS}"
+    if best_epoch is not None and best_epoch >= epochs - patience:
+        return f"its validation NDCG@10 was still improving (best epoch {best_epoch} of {epochs}) when training stopped"
+    return None
+
+
+def verdict(diagnostics: dict[str, dict[str, Estimate]], under_trained: str | None = None) -> str:
+    """One sentence: does the local heuristic match the trained model (its gap CI reaches 0 or above)? Inconclusive
+    when SASRec is ``under_trained`` (the reason, from `under_training`)."""
+    if under_trained:
+        return f"inconclusive: SASRec is under-trained ({under_trained}); audit again with more --epochs"
     best = max(diagnostics["gap"].values(), key=lambda e: e.value)
     if best.low > 0:
         return "shortcut-solvable: TGH beats SASRec (the NDCG@10 gap's 95% CI is above 0)"
@@ -104,7 +130,9 @@ def write_report(record: dict[str, Any], metrics: dict, diagnostics: dict, outpu
         f"{stats['interactions']} interactions, {stats['users']} users, {stats['items']} items, mean history "
         f"{stats['history_mean']:.1f}. Leave-one-out by time (valid = second-to-last, test = last item), full ranking, "
         f"history items excluded. Item vectors: `{record['encoder']}`. SASRec trained {record['sasrec_epochs']} epochs "
-        "(early stopping on validation NDCG@10). Values: estimate [95% bootstrap CI].",
+        f"(early stopping on validation NDCG@10; best epoch {record['sasrec_best_epoch']}). Values: estimate "
+        f"[95% bootstrap CI]. The verdict is inconclusive when SASRec ran fewer than {MIN_SASREC_EPOCHS} epochs or was "
+        "still improving on validation when it stopped.",
         "",
         f"**Verdict: {record['verdict']}.**",
         "",

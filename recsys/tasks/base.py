@@ -65,6 +65,10 @@ class RecommenderTask(L.LightningModule, Recommender):
     monitor_mode: ClassVar[Literal["max", "min"]] = "max"
     point_metric_names: ClassVar[tuple[str, ...]] = ()
     """What `point_metrics` reports (so a monitored name can be checked before training)."""
+    predict_k: int | None = None
+    """How many items `predict_step` recommends per user (``recsys predict --k``); the largest ``eval_k`` if None."""
+    predict_users: list | None = None
+    """The raw user ids `predict_step` recommends for (``recsys predict --users``); every training user if None."""
 
     def __init__(
         self,
@@ -217,6 +221,10 @@ class RecommenderTask(L.LightningModule, Recommender):
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_rows = torch.zeros((), device=self.device), 0
 
+    def epoch_loss(self) -> float | None:
+        """The mean training loss of this epoch's examples so far (None before its first batch)."""
+        return float(self._loss_sum / self._loss_rows) if getattr(self, "_loss_rows", 0) else None
+
     def on_train_epoch_end(self) -> None:
         if self._loss_rows:
             self.log("train/loss", self._loss_sum / self._loss_rows, prog_bar=True)
@@ -308,7 +316,7 @@ class RecommenderTask(L.LightningModule, Recommender):
         self.log_dict({f"test/{k}": v for k, v in ev.summary.items()}, batch_size=1)
 
     def predict_step(self, batch: Any, batch_idx: int) -> pl.DataFrame:
-        return self.recommend(k=max(self.eval_k), batch_size=self.eval_batch_size)
+        return self.recommend(self.predict_users, k=self.predict_k or max(self.eval_k), batch_size=self.eval_batch_size)
 
     # ------------------------------------------------------------------------------------------ Python API
     def fit(

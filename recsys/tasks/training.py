@@ -40,6 +40,31 @@ class BestWeights(L.Callback):
             module.load_state_dict(self.state)
 
 
+class LearningCurve(L.Callback):
+    """Records each epoch's training loss and the task's monitored validation metric (absent in epochs without
+    validation) as ``rows``; kept in checkpoints, so a resumed run's curve covers every epoch."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float | None]] = []
+        self._validation: float | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            value = trainer.callback_metrics.get(module.monitor)
+            self._validation = None if value is None else float(value)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Runs after the epoch's validation and before the task's own hook logs train/loss, so it asks the task.
+        self.rows.append({"epoch": trainer.current_epoch, "train/loss": module.epoch_loss(), module.monitor: self._validation})
+        self._validation = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict["rows"])
+
+
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Silence Lightning's start-up notices (GPU/TPU availability, tips) while a helper trains in the background, and

@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import copy
 import inspect
+import logging
 import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-
 from recsys.data.interactions import Interactions
 from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.recommender import Recommender
-from recsys.tuning.spec import Param, SpecError, StudySpec, set_dotted
+from recsys.tuning.spec import Param, SpecError, StudySpec, get_dotted, set_dotted
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_CALLBACKS = ("ModelCheckpoint", "BestCheckpointOnTask")
 
@@ -171,6 +173,53 @@ def splits(spec: StudySpec) -> tuple[Interactions, Interactions, Interactions]:
 
     data = load(spec.data["dataset"])
     return split(data, spec.data["protocol"], seed=int(spec.data["seed"]))
+
+
+# ---------------------------------------------------------------------------------------------- the default
+def default_config(spec: StudySpec) -> dict[str, Any]:
+    """The untuned configuration's value of each search-space key: the base config as its typed constructors fill
+    it in (Lightning), or the recommender's constructor defaults, ``init_args`` and overrides; unset keys are absent."""
+    keys = {p.key for p in spec.space}
+    if spec.kind == "lightning":
+        config = build_cli(lightning_config(spec, {}), what=f"{spec.path}: overrides").config.as_dict()
+        found = {}
+        for key in keys:
+            try:
+                found[key] = get_dotted(config, key)
+            except KeyError:
+                continue
+        return found
+    assert spec.recommender is not None
+    signature = inspect.signature(recommender_class(spec.recommender["class_path"]).__init__).parameters.values()
+    merged = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty} | recommender_args(spec, {})
+    return {key: merged[key] for key in keys if key in merged}
+
+
+def default_params(spec: StudySpec) -> dict[str, Any] | None:
+    """The default configuration as one trial's Optuna parameters (to enqueue as the study's first trial), or None
+    when a default lies outside the search space (logged: the study cannot try the default then)."""
+    values = default_config(spec)
+    sampled: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for param in spec.space:
+        if not param.active(sampled):
+            continue
+        if param.key not in values or not param.contains(values[param.key]):
+            log.warning("%s: the default %s = %r is outside the search space, so the study does not try the default "
+                        "configuration", spec.path, param.name, values.get(param.key, "(unset)"))  # fmt: skip
+            return None
+        sampled[param.name] = values[param.key]
+        params[param.name] = param.encode(values[param.key])
+    return params
+
+
+def seeded(spec: StudySpec) -> bool:
+    """Whether a fit depends on its training seed: a Lightning task always; a recommender when it takes a ``seed``
+    (ItemKNN, EASE and popularity do not: one split gives one model, so retraining over seeds repeats it)."""
+    if spec.kind == "lightning":
+        return True
+    assert spec.recommender is not None
+    return "seed" in inspect.signature(recommender_class(spec.recommender["class_path"])).parameters
 
 
 # ---------------------------------------------------------------------------------------------- checks

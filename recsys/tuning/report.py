@@ -22,8 +22,8 @@ import yaml
 from optuna.trial import TrialState
 
 from recsys.evaluation.significance import Comparison, compare_values
-from recsys.records import RunRecord, versions
-from recsys.tuning.objective import lightning_config, recommender_args, retrain_and_test, values_of
+from recsys.records import RunRecord, spread, versions
+from recsys.tuning.objective import lightning_config, recommender_args, retrain_and_test, seeded, values_of
 from recsys.tuning.spec import SpecError, StudySpec
 from recsys.tuning.study import open_storage
 
@@ -46,7 +46,10 @@ class StudyReport:
 
 
 def load(spec: StudySpec, storage: str | None, name: str) -> optuna.Study:
-    """The stored study ``name``; a clear error when the storage has no such study."""
+    """The stored study ``name``; a clear error when there is no storage or it has no such study."""
+    if storage is None:
+        raise SpecError(f"a report reads a stored study: give the --storage that `recsys tune` ran study {name!r} "
+                        "with (e.g. sqlite:///studies.db); a study run without --storage lived in memory and is gone")  # fmt: skip
     store = open_storage(storage)
     try:
         return optuna.load_study(study_name=name, storage=store)
@@ -56,16 +59,42 @@ def load(spec: StudySpec, storage: str | None, name: str) -> optuna.Study:
 
 
 def summary(study: optuna.Study) -> str:
-    """A few lines: trials by state and the best trial (value, parameters, seeds)."""
+    """A few lines: trials by state, the best trial (value, parameters, seeds) and the default trial's value."""
     states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
-    best = study.best_trial
+    best, default = study.best_trial, default_trial(study)
+    is_default = default is not None and best.number == default.number
     lines = [
         f"study {study.study_name}: " + ", ".join(f"{n} {k.lower()}" for k, n in states.items() if n),
-        f"best trial #{best.number}: value {best.value:.5f}",
+        f"best trial #{best.number}: value {best.value:.5f}" + (" (the default configuration)" if is_default else ""),
         *(f"  {key}: {value}" for key, value in best.params.items()),
         f"  seeds: {best.user_attrs.get('seeds')}",
-    ]
+        f"default configuration: trial #{default.number}, value {default.value:.5f}" if default is not None
+        else "default configuration: not tried in this study",
+    ]  # fmt: skip
     return "\n".join(lines)
+
+
+def default_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The completed trial of the default configuration (enqueued first by `recsys.tuning.study.open_study`)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return next((t for t in done if t.user_attrs.get("config") == "default"), None)
+
+
+def warnings_of(spec: StudySpec, study: optuna.Study, records: list[dict]) -> list[str]:
+    """What keeps the report from overselling its best trial: a default never tried, and a best whose retrained
+    validation value is worse than the default's (mean over the retrain seeds)."""
+    found = []
+    if default_trial(study) is None:
+        found.append("the default configuration was never tried in this study (its values lie outside the search "
+                     "space, or the study predates default trials), so the best trial may be worse than the default")  # fmt: skip
+    if not records:
+        return found
+    means = {c: np.mean([r["validation"][spec.metric] for r in records if r["config"] == c]) for c in CONFIGS}
+    sign = 1 if spec.direction == "maximize" else -1
+    if sign * means["best"] < sign * means["default"]:
+        found.append(f"retrained, the best trial is WORSE than the default on validation {spec.metric} "
+                     f"({means['best']:.4f} vs {means['default']:.4f}): keep the default configuration")  # fmt: skip
+    return found
 
 
 def best_config(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +132,10 @@ def write_report(
     if retrain:
         env = versions()
         best_values = values_of(spec.space, best.params)
+        if not seeded(spec):
+            log.warning("%s takes no seed: trained once (seed %d), since other seeds give the same model",
+                        spec.recommender["class_path"], seeds[0])  # type: ignore[index]  # fmt: skip
+            seeds = seeds[:1]
         for seed in seeds:
             for config, values in (("best", best_values), ("default", {})):
                 log.warning("retraining the %s config with seed %d", config, seed)
@@ -117,7 +150,10 @@ def write_report(
         users.write_parquet(output / "per_user.parquet")
         comparisons = paired_tests(users, [m for m in REPORT_METRICS if m in users.columns])
     (output / "results.json").write_text(json.dumps(records, indent=2, default=str))
-    (output / "report.md").write_text(_markdown(spec, study, name, records, comparisons, plots))
+    cautions = warnings_of(spec, study, records)
+    for caution in cautions:
+        print(f"warning: {caution}")
+    (output / "report.md").write_text(_markdown(spec, study, name, records, comparisons, plots, cautions))
     print(f"wrote {output}/: report.md, best.yaml, results.json, trials.csv" + (", per_user.parquet" if retrain else "")
           + "".join(f", {p}" for p in plots))  # fmt: skip
     return StudyReport(study, best, records, comparisons, output)
@@ -178,9 +214,10 @@ def _protocol(spec: StudySpec) -> str:
 
 def _markdown(
     spec: StudySpec, study: optuna.Study, name: str, records: list[dict], comparisons: dict[str, Comparison],
-    plots: list[str],
+    plots: list[str], cautions: list[str],
 ) -> str:
-    best = study.best_trial
+    best, default = study.best_trial, default_trial(study)
+    is_default = default is not None and best.number == default.number
     states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     what = f"`{spec.lightning}`" if spec.kind == "lightning" else f"`{spec.recommender['class_path']}`"  # type: ignore[index]
     lines = [
@@ -188,24 +225,28 @@ def _markdown(
         f"Spec `{spec.path}` over {what}; {spec.direction} validation {spec.metric}; sampler {spec.sampler}; "
         f"pruner {spec.pruner}.", "",
         "Trials: " + ", ".join(f"{n} {k.lower()}" for k, n in states.items() if n) + ".", "",
-        f"Best trial #{best.number}: validation {spec.metric} = {best.value:.5f}, seeds {best.user_attrs.get('seeds')}.", "",
+        *(f"**Warning: {caution}.**" for caution in cautions), *([""] if cautions else []),
+        f"Best trial #{best.number}: validation {spec.metric} = {best.value:.5f}, seeds {best.user_attrs.get('seeds')}"
+        + (" — the default configuration itself: tuning found nothing better." if is_default else "."), "",
+        f"Default configuration: trial #{default.number}, validation {spec.metric} = {default.value:.5f}." if default
+        else "Default configuration: not tried in this study.", "",
         "| parameter | best value |", "|---|---|",
         *(f"| `{k}` | {v} |" for k, v in best.params.items()), "",
-        "Ready to run: `best.yaml`" + (" (`recsys fit --config best.yaml`)." if spec.kind == "lightning" else "."), "",
+        "Ready to run: `recsys fit --config best.yaml`.", "",
     ]  # fmt: skip
     if records:
         # Split-level metrics (a click task's AUC / log loss) have no per-user values to pair: shown, not tested.
         shown = [m for m in SPLIT_METRICS if m in records[0]["metrics"]] + list(comparisons)
+        once = "" if seeded(spec) else "; the recommender takes no seed, so it is trained once"
         lines += [f"## Retrained on train, early-stopped on validation, tested (seeds "
-                  f"{sorted({r['seed'] for r in records})})", "",
+                  f"{sorted({r['seed'] for r in records})}{once})", "",
                   f"| config | validation {spec.metric} | " + " | ".join(f"test {m}" for m in shown) + " |",
                   "|---|---|" + "---|" * len(shown)]  # fmt: skip
         for config in CONFIGS:
             rows = [r for r in records if r["config"] == config]
-            cells = [f"{np.mean([r['metrics'][m] for r in rows]):.4f} ± {np.std([r['metrics'][m] for r in rows]):.4f}"
-                     for m in shown]  # fmt: skip
-            valid = [r["validation"][spec.metric] for r in rows]
-            lines.append(f"| {config} | {np.mean(valid):.4f} ± {np.std(valid):.4f} | " + " | ".join(cells) + " |")
+            cells = [_over_seeds([r["metrics"][m] for r in rows]) for m in shown]
+            valid = _over_seeds([r["validation"][spec.metric] for r in rows])
+            lines.append(f"| {config} | {valid} | " + " | ".join(cells) + " |")
         lines += ["", "Paired tests, best − default (per-user values averaged over seeds):", "",
                   "| metric | users | best | default | difference | t-test p | Wilcoxon p |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for m, c in comparisons.items():
@@ -214,3 +255,8 @@ def _markdown(
         lines.append("")
     lines += [f"![{p.removesuffix('.png')}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _over_seeds(values: list[float]) -> str:
+    """Per-seed values as ``mean ± std`` (sample std, as the benchmark's), ``± n/a`` for one seed."""
+    return spread(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None)

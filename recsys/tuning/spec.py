@@ -94,6 +94,19 @@ class Param:
         """The config value of a value Optuna stored for this parameter (JSON text for non-scalar choices)."""
         return stored if self.type != "categorical" or self.scalar_choices else json.loads(stored)
 
+    def encode(self, value: Any) -> Any:
+        """The value Optuna stores for a config value: the inverse of `decode`."""
+        return value if self.type != "categorical" or self.scalar_choices else json.dumps(value)
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can be sampled as (a choice; a number in range, on the step)."""
+        if self.type == "categorical":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:  # type: ignore[operator]
+            return False
+        step = self.step or (1 if self.type == "int" else None)
+        return step is None or abs((value - self.low) / step - round((value - self.low) / step)) < 1e-9  # type: ignore[operator]
+
     @property
     def scalar_choices(self) -> bool:
         return all(isinstance(c, (str, int, float, bool)) or c is None for c in self.choices)
@@ -259,6 +272,20 @@ def _config_path(value: Any, spec: Path) -> Path:
         if candidate.exists():
             return candidate
     raise SpecError(f"{spec}: base config {value!r} not found (looked in {[str(c) for c in candidates]})")
+
+
+def get_dotted(config: dict[str, Any], key: str) -> Any:
+    """``config[a][b][c]`` for ``key = "a.b.c"`` (an integer part indexes a list, as in `set_dotted`); KeyError when
+    a level is missing."""
+    node: Any = config
+    for part in key.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(key)
+    return node
 
 
 def set_dotted(config: dict[str, Any], key: str, value: Any, what: str = "config") -> None:

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from recsys.threads import THREADS_ENV, share_of_cores, threads_override
-from recsys.tuning.objective import Objective, validate
+from recsys.tuning.objective import Objective, default_params, validate
 from recsys.tuning.spec import SpecError, StudySpec
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,14 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
 
 def open_study(spec: StudySpec, storage: str | None, name: str | None, worker: int = 0) -> optuna.Study:
     """Create the study or load it (same name, same storage), with the sampler seeded for ``worker`` and the
-    trials already there."""
+    trials already there. The default configuration is enqueued unless the study holds it already, so it is the
+    first trial of a new study (and of a resumed one that never tried it), marked ``config: default``."""
     store = open_storage(storage)
     study = optuna.create_study(storage=store, study_name=name, direction=spec.direction, load_if_exists=True,
                                 pruner=make_pruner(spec))  # fmt: skip
+    default = default_params(spec)
+    if default is not None:
+        study.enqueue_trial(default, user_attrs={"config": "default"}, skip_if_exists=True)
     study.sampler = make_sampler(spec, offset=1000 * worker + len(study.get_trials(deepcopy=False)))
     return study
 

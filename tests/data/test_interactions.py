@@ -316,3 +316,11 @@ def test_columns_that_would_be_shadowed_are_an_error() -> None:
     frame = pl.DataFrame({"uid": [1, 2], "item": [3, 4], "user": ["a", "b"], "rating": ["x", "y"]})
     with pytest.raises(DataError, match=r"\['user', 'rating'\] would be shadowed"):
         Interactions.from_frame(frame, user_col="uid", item_col="item")
+
+
+def test_to_pandas_gives_raw_ids():
+    raw = pl.DataFrame({"user": ["u2", "u1", "u2"], "item": [30, 10, 10], "rating": [1.0, 4.0, 5.0]})
+    frame = Interactions.from_frame(raw, rating_col="rating").to_pandas()
+    assert type(frame).__module__.startswith("pandas")
+    assert frame["user"].tolist() == ["u2", "u1", "u2"] and frame["item"].tolist() == [30, 10, 10]
+    assert frame["rating"].tolist() == [1.0, 4.0, 5.0]
