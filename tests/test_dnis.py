@@ -150,9 +150,8 @@ def test_export_scores_as_the_pruned_search_and_stores_only_the_budget(data, mak
     assert torch.allclose(all_scores(model, data.n_users, data.n_items), pruned, atol=TOL)
     stored = sum(p.numel() for p in exported.collection.parameters())
     assert stored == exported.embedding_params() == layout_params(specs, layouts)
-    for s in specs:  # each field fills its own share, short of it by less than one column of its largest block
-        kept = layouts[s.name].params(s) - s.num_embeddings * s.scalars
-        assert vector_budget([s], 0.4) - max(blocks[s.name].sizes) < kept <= vector_budget([s], 0.4)
+    kept = stored - sum(s.num_embeddings * s.scalars for s in specs)  # short of the budget by less than one column
+    assert vector_budget(specs, 0.4) - max(max(blocks[s.name].sizes) for s in specs) < kept <= vector_budget(specs, 0.4)
     assert stored <= 0.4 * full_params(specs)
 
 
@@ -163,15 +162,21 @@ def test_magnitude_pruning_keeps_the_largest_columns_within_the_budget() -> None
     # budget 0.5 of 12 entries = 6; biases take 4; 2 left = one column of one block: the 0.9 one
     layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, budget=0.5)
     assert [c.tolist() for c in layouts["item"].columns] == [[0], []]
-    layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.3, nested=False)
+    # thresholds are in units of the field's mean magnitude (.45 here): 2, .22 / 1.11, .67
+    layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.6, nested=False)
     assert [c.tolist() for c in layouts["item"].columns] == [[0], [0, 1]]
-    # nested: one dimension order (by rows · magnitude: dim 0 = 2·.9 + 2·.5, dim 1 = 2·.1 + 2·.3), prefixes of it;
-    # block 1's second dimension (.3) only after its first
+    # nested: one dimension order (by rows · magnitude: dim 0 = 2·.9 + 2·.2, dim 1 = 2·.1 + 2·.3), prefixes of it;
+    # block 1's second dimension (.3 / .375 = .8) only after its first (.2 / .375 = .53)
     magnitudes = {"item": np.array([[0.9, 0.1], [0.2, 0.3]])}
-    layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.25)
+    layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.6)
     assert [c.tolist() for c in layouts["item"].columns] == [[0], []]
-    free = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.25, nested=False)
+    free = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.6, nested=False)
     assert [c.tolist() for c in free["item"].columns] == [[0], [1]]
+    # fields compete on magnitudes relative to their own mean: a table at ten times the scale gains nothing
+    user = TableSpec("user", 4, 3, scalars=1)
+    both = pruned_layouts({"item": magnitudes["item"], "user": 10 * magnitudes["item"]}, [spec, user],
+                          {"item": blocks, "user": blocks}, budget=0.5, nested=False)  # fmt: skip
+    assert both["item"].dims == both["user"].dims
     with pytest.raises(ValueError, match="scalar columns"):
         pruned_layouts(magnitudes, [spec], {"item": blocks}, budget=0.2)
 

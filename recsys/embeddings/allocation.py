@@ -82,11 +82,11 @@ def fixed_layouts(rule: FixedRule, specs: Sequence[TableSpec], blocks: Mapping[s
         for s in specs:
             per_row = np.asarray(blocks[s.name].mass) / np.maximum(blocks[s.name].sizes, 1)
             shapes[s.name] = per_row**temperature / np.max(per_row**temperature)
-        dims = _scaled_dims(shapes, specs, blocks, available, min_dim=1)
+        dims = _scaled_dims(shapes, specs, blocks, available, min_dim=0)
     elif rule == "random":
         rng = np.random.default_rng(seed)
         shapes = {s.name: np.sort(rng.uniform(0.05, 1.0, blocks[s.name].n_blocks))[::-1] for s in specs}
-        dims = _scaled_dims(shapes, specs, blocks, available, min_dim=1)
+        dims = _scaled_dims(shapes, specs, blocks, available, min_dim=0)
     else:
         raise ValueError(f"unknown rule {rule!r}; choose uniform, mde or random")
     return {s.name: FieldLayout.leading(blocks[s.name], s, dims[s.name]) for s in specs}
@@ -95,12 +95,13 @@ def fixed_layouts(rule: FixedRule, specs: Sequence[TableSpec], blocks: Mapping[s
 def pruned_layouts(magnitudes: Mapping[str, np.ndarray], specs: Sequence[TableSpec], blocks: Mapping[str, FrequencyBlocks],
                    *, budget: float | None = None, threshold: float | None = None,
                    nested: bool = True) -> dict[str, FieldLayout]:  # fmt: skip
-    """DNIS's pruning: keep the (block, dimension) columns of each field of largest α-weighted magnitude.
+    """DNIS's pruning: keep the (field, block, dimension) columns of largest α-weighted magnitude.
 
-    ``magnitudes[field]`` is ``[S, D]`` (`SearchedTables.column_magnitudes`). With ``budget``, each field keeps
-    that fraction of its own entries: columns in descending magnitude while they fit (a column of block ``b`` costs
-    its rows); with ``threshold``, every column of magnitude ≥ ``threshold``. Pruning whole columns of a block,
-    rather than single entries, is what makes the result a smaller dense table per block.
+    ``magnitudes[field]`` is ``[S, D]`` (`SearchedTables.column_magnitudes`), divided here by the field's mean so
+    that fields of different scales (MF's user and item tables) compete on relative importance. With ``budget``,
+    columns are kept in descending magnitude while their entries fit (a column of block ``b`` costs its rows: like
+    pruning single entries by magnitude, but whole columns, so each block stays a smaller dense table); with
+    ``threshold``, every column of normalised magnitude ≥ ``threshold``.
 
     ``nested`` (the default) keeps every block's dimensions as a prefix of one order shared by all fields (the
     dimensions by total α-weighted mass), so a user block keeping 10 dimensions and an item block keeping 5 share
@@ -109,27 +110,30 @@ def pruned_layouts(magnitudes: Mapping[str, np.ndarray], specs: Sequence[TableSp
     """
     if (budget is None) == (threshold is None):
         raise ValueError("give exactly one of budget and threshold")
+    scaled = {s.name: magnitudes[s.name] / max(float(np.mean(magnitudes[s.name])), 1e-12) for s in specs}
     order = None
     if nested:
-        mass = sum(np.asarray(blocks[s.name].sizes, dtype=np.float64) @ magnitudes[s.name] for s in specs)
+        mass = sum(np.asarray(blocks[s.name].sizes, dtype=np.float64) @ scaled[s.name] for s in specs)
         order = np.argsort(-mass, kind="stable")
+        # a block's value of its j-th dimension in the shared order, made non-increasing so that it keeps a prefix
+        scaled = {name: np.minimum.accumulate(m[:, order], axis=1) for name, m in scaled.items()}
+    keep = {s.name: np.zeros_like(scaled[s.name], dtype=bool) for s in specs}
+    if threshold is not None:
+        keep = {name: m >= threshold for name, m in scaled.items()}
+    else:
+        assert budget is not None
+        available = vector_budget(specs, budget)
+        candidates = sorted(((-float(scaled[s.name][b, k]), i, b, k) for i, s in enumerate(specs)
+                             for b in range(blocks[s.name].n_blocks) for k in range(s.vector_dim)))  # fmt: skip
+        for _, i, b, k in candidates:
+            name = specs[i].name
+            cost = blocks[name].sizes[b]
+            if cost <= available and (order is None or k == 0 or keep[name][b, k - 1]):
+                keep[name][b, k] = True
+                available -= cost
     layouts = {}
     for s in specs:
-        magnitude, sizes = magnitudes[s.name], blocks[s.name].sizes
-        if order is not None:  # a block's value of its j-th dimension in the shared order (non-increasing: a prefix)
-            magnitude = np.minimum.accumulate(magnitude[:, order], axis=1)
-        if threshold is not None:
-            keep = magnitude >= threshold
-        else:
-            assert budget is not None
-            available = vector_budget([s], budget)
-            keep = np.zeros_like(magnitude, dtype=bool)
-            for flat in np.argsort(-magnitude, axis=None, kind="stable"):
-                b, k = divmod(int(flat), magnitude.shape[1])
-                if sizes[b] <= available and (order is None or k == 0 or keep[b, k - 1]):
-                    keep[b, k] = True
-                    available -= sizes[b]
-        columns = [np.sort(order[row]) if order is not None else np.flatnonzero(row) for row in keep]
+        columns = [np.sort(order[row]) if order is not None else np.flatnonzero(row) for row in keep[s.name]]
         layouts[s.name] = FieldLayout(blocks[s.name], tuple(columns))
     return layouts
 
