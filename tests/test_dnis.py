@@ -329,3 +329,34 @@ def test_exported_mixed_tables_shard_and_score_as_unsharded(tmp_path) -> None:
             if (value is not True) if isinstance(value, bool) else not value <= TOL:
                 failures.append(f"rank {rank} {key}: {value}")
     assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def test_recsys_fit_of_a_dnis_yaml_writes_the_allocation_report_and_a_loadable_model(tmp_path, monkeypatch) -> None:
+    import yaml
+
+    import recsys
+    from recsys.cli import main
+
+    from recsys.resources import experiment
+
+    config = yaml.safe_load(experiment("ml-100k/dnis-mf-rating").read_text())
+    args = config["recommender"]["init_args"]
+    args["task"]["init_args"]["model"]["init_args"]["embedding_dim"] = 8
+    args.update(warm_start_epochs=1, search_epochs=1, retrain_epochs=1, budget=0.25)
+    path = tmp_path / "dnis-tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["fit", "--config", str(path)]) == 0
+    (folder,) = (tmp_path / "runs" / "ml-100k" / "dnis-tiny").glob("version_*")
+    for name in ("allocation.csv", "allocation.png", "embeddings.json", "results.json", "report.md"):
+        assert (folder / name).stat().st_size > 0, name
+    sizes = json.loads((folder / "embeddings.json").read_text())
+    assert sizes["embedding_params"] <= 0.25 * sizes["full_params"]
+    loaded = recsys.load(folder / "model")
+    assert loaded.task.model.embeddings.embedding_params() == sizes["embedding_params"]
+    rmse = json.loads((folder / "results.json").read_text())[0]["metrics"]["rmse"]
+    from recsys.data.splits import split
+
+    train, valid, test = split(recsys.datasets.load("ml-100k"), "global-721", seed=2026)
+    assert loaded.judge(test, [train, valid]).summary["rmse"] == pytest.approx(rmse, abs=1e-6)
