@@ -53,7 +53,7 @@ def spec_of(obj: Any) -> Any:
 
 
 def _layouts_json(tables: MixedDimTables) -> dict[str, Any]:
-    return {name: {"bounds": layout.blocks.bounds.tolist(), "mass": list(layout.blocks.mass),
+    return {name: {"mass": list(layout.blocks.mass),
                    "columns": [c.tolist() for c in layout.columns]} for name, layout in tables.layouts.items()}  # fmt: skip
 
 
@@ -132,8 +132,7 @@ def load(folder: Path | str) -> Recommender:
         specs = list(task.model.embeddings.specs.values())
         layouts = {}
         for name, saved in meta["layouts"].items():
-            rank = state[f"{prefix}model.embeddings.{name}_rank"].numpy()
-            blocks = FrequencyBlocks(rank, np.asarray(saved["bounds"], dtype=np.int64), tuple(saved["mass"]))
+            blocks = FrequencyBlocks(state[f"{prefix}model.embeddings.{name}_block"].numpy(), tuple(saved["mass"]))
             layouts[name] = FieldLayout(blocks, tuple(np.asarray(c, dtype=np.int64) for c in saved["columns"]))
         task.model.embeddings = MixedDimTables(specs, layouts)
     state = load_file(str(folder / "weights.safetensors"))

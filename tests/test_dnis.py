@@ -45,13 +45,14 @@ def all_scores(model, n_users: int, n_items: int) -> torch.Tensor:
 def test_frequency_blocks_sort_ids_by_count_and_cut_by_fraction() -> None:
     blocks = FrequencyBlocks.from_counts(np.array([1, 5, 3, 0, 9, 2, 2]), 3)
     # by count: id4 (9), id1 (5), id2 (3), id5 (2), id6 (2, after id5), id0 (1), id3 (0); cut at round(7/3), round(14/3)
-    assert blocks.rank.tolist() == [5, 1, 2, 6, 0, 3, 4]
     assert blocks.sizes == (2, 3, 2)
-    assert [blocks.ids(b).tolist() for b in range(3)] == [[4, 1], [2, 5, 6], [0, 3]]
+    assert [blocks.ids(b).tolist() for b in range(3)] == [[1, 4], [2, 5, 6], [0, 3]]  # rows in id order
+    assert blocks.position.tolist() == [0, 0, 0, 1, 1, 1, 2]
     assert blocks.block_of.tolist() == [2, 0, 1, 2, 0, 1, 1]
     assert np.allclose(blocks.mass, (14 / 22, 7 / 22, 1 / 22))
     uneven = FrequencyBlocks.from_counts(np.arange(10), [0.1, 0.2, 0.7])
     assert uneven.sizes == (1, 2, 7) and uneven.ids(0).tolist() == [9]
+    assert blocks.block_of.dtype == np.int8
     with pytest.raises(ValueError, match="fractions summing to 1"):
         FrequencyBlocks.from_counts(np.arange(10), [0.5, 0.2])
 

@@ -15,61 +15,61 @@ from recsys.data.interactions import Interactions
 
 @dataclass(frozen=True)
 class FrequencyBlocks:
-    """One field's ids in blocks of descending training frequency.
+    """One field's ids in blocks of descending training frequency (block 0 holds the most frequent ids).
 
     Attributes:
-        rank: ``[rows]`` int32 frequency rank of each id (0 = most frequent; ties keep id order). Block ``b``
-            holds the ranks ``bounds[b] .. bounds[b+1] - 1``, so an id's block and its row in the block's table
-            follow from its rank: four bytes an id is all a mixed-dimension table stores besides its weights.
-        bounds: ``[S + 1]`` int64 rank offsets of the blocks.
+        block_of: ``[rows]`` int8 block of each id. Inside a block, ids keep their own order (an id's row in its
+            block's table is the number of smaller ids in the block), so one byte an id is all a mixed-dimension
+            table stores besides its weights.
         mass: share of the field's training lookups that fall in each block (sums to 1; by size without data).
     """
 
-    rank: np.ndarray
-    bounds: np.ndarray
+    block_of: np.ndarray
     mass: tuple[float, ...]
 
     @classmethod
     def from_counts(cls, counts: np.ndarray, split: int | Sequence[float]) -> FrequencyBlocks:
-        """Blocks of the ids of ``counts`` (``[rows]`` lookups per id).
+        """Blocks of the ids of ``counts`` (``[rows]`` lookups per id; ties keep id order).
 
         Args:
             counts: how often each id occurs in the training data.
             split: the number of equal blocks, or the fraction of ids in each block (summing to 1), as the DNIS
-                code's ``feature_split`` (e.g. ``[0.1, 0.2, 0.2, 0.2, 0.3]``).
+                code's ``feature_split`` (e.g. ``[0.1, 0.2, 0.2, 0.2, 0.3]``); at most 127 blocks.
         """
         counts = np.asarray(counts, dtype=np.float64)
         rows = len(counts)
         fractions = np.full(split, 1.0 / split) if isinstance(split, int) else np.asarray(split, dtype=np.float64)
-        if len(fractions) < 1 or (fractions <= 0).any() or abs(fractions.sum() - 1.0) > 1e-6:
-            raise ValueError(f"split must be a positive number of blocks or positive fractions summing to 1, got {split!r}")
+        if not 1 <= len(fractions) <= 127 or (fractions <= 0).any() or abs(fractions.sum() - 1.0) > 1e-6:
+            raise ValueError(f"split must be 1-127 blocks or positive fractions summing to 1, got {split!r}")
         bounds = np.concatenate([[0], np.round(np.cumsum(fractions) * rows)]).astype(np.int64)
         bounds[-1] = rows
-        rank = np.empty(rows, dtype=np.int32)
-        rank[np.argsort(-counts, kind="stable")] = np.arange(rows, dtype=np.int32)
-        sizes = np.diff(bounds)
+        block_of = np.empty(rows, dtype=np.int8)
+        block_of[np.argsort(-counts, kind="stable")] = np.repeat(np.arange(len(fractions)), np.diff(bounds))
         total = counts.sum()
-        per_block = np.bincount(np.repeat(np.arange(len(sizes)), sizes), weights=np.sort(counts)[::-1], minlength=len(sizes))
-        mass = per_block / total if total > 0 else sizes / max(rows, 1)
-        return cls(rank, bounds, tuple(float(m) for m in mass))
+        per_block = np.bincount(block_of, weights=counts, minlength=len(fractions))
+        mass = per_block / total if total > 0 else np.diff(bounds) / max(rows, 1)
+        return cls(block_of, tuple(float(m) for m in mass))
 
     @property
     def n_blocks(self) -> int:
-        return len(self.bounds) - 1
+        return len(self.mass)
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in np.diff(self.bounds))
+        return tuple(int(n) for n in np.bincount(self.block_of, minlength=self.n_blocks))
 
     @property
-    def block_of(self) -> np.ndarray:
-        """``[rows]`` int64 block of each id."""
-        return np.searchsorted(self.bounds, self.rank, side="right") - 1
+    def position(self) -> np.ndarray:
+        """``[rows]`` int64 row of each id in its block's table."""
+        position = np.empty(len(self.block_of), dtype=np.int64)
+        for b in range(self.n_blocks):
+            members = self.block_of == b
+            position[members] = np.arange(int(members.sum()))
+        return position
 
     def ids(self, block: int) -> np.ndarray:
         """The ids of ``block``, in the order of their rows in the block's table."""
-        order = np.argsort(self.rank, kind="stable")
-        return order[self.bounds[block] : self.bounds[block + 1]]
+        return np.flatnonzero(self.block_of == block)
 
 
 def field_counts(space: FeatureSpace, part: Interactions, names: Sequence[str]) -> dict[str, np.ndarray]:

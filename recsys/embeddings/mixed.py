@@ -109,16 +109,9 @@ class _FieldLookups(nn.Module):
 
 
 def _register_blocks(module: nn.Module, name: str, blocks: FrequencyBlocks) -> None:
-    module.register_buffer(f"{name}_rank", torch.from_numpy(blocks.rank.astype(np.int32)))
-    module.register_buffer(f"{name}_bounds", torch.from_numpy(blocks.bounds.astype(np.int64)))
-
-
-def _block_and_row(module: nn.Module, name: str, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(block [nnz], row within the block [nnz])`` of feature ids ``values`` from the registered rank."""
-    rank = getattr(module, f"{name}_rank")[values].long()
-    bounds = getattr(module, f"{name}_bounds")
-    block = torch.bucketize(rank, bounds[1:], right=True)
-    return block, rank - bounds[block]
+    """``<name>_block`` (int8, saved: the layout's only per-id data) and ``<name>_row`` (int32, derived)."""
+    module.register_buffer(f"{name}_block", torch.from_numpy(blocks.block_of.astype(np.int8)))
+    module.register_buffer(f"{name}_row", torch.from_numpy(blocks.position.astype(np.int32)), persistent=False)
 
 
 class SearchedTables(_FieldLookups):
@@ -141,9 +134,7 @@ class SearchedTables(_FieldLookups):
             s = blocks[name].n_blocks
             self.selections[name] = SoftSelection(s, spec.vector_dim, mode, torch.from_numpy(spec.dimension_ranks()))
             self.register_buffer(f"{name}_keep", torch.ones(s, spec.vector_dim))
-            _register_blocks(self, name, blocks[name])
-            # the dense search keeps each id's block at hand (8 bytes an id) instead of deriving it per lookup
-            self.register_buffer(f"{name}_block", torch.from_numpy(blocks[name].block_of), persistent=False)
+            self.register_buffer(f"{name}_block", torch.from_numpy(blocks[name].block_of.astype(np.int64)), persistent=False)
 
     def weight(self, name: str) -> torch.Tensor:
         """``[rows, dim]`` the field's dense table."""
@@ -176,9 +167,9 @@ class SearchedTables(_FieldLookups):
         out = {}
         for name, spec in self.specs.items():
             weighted = self.weight(name)[:, : spec.vector_dim].abs() * self.selections[name].weights()[
-                torch.from_numpy(self.blocks[name].block_of).to(self._device())]  # fmt: skip
+                torch.from_numpy(self.blocks[name].block_of.astype(np.int64)).to(self._device())]  # fmt: skip
             sums = torch.zeros(self.blocks[name].n_blocks, spec.vector_dim, device=weighted.device)
-            sums.index_add_(0, torch.from_numpy(self.blocks[name].block_of).to(weighted.device), weighted)
+            sums.index_add_(0, torch.from_numpy(self.blocks[name].block_of.astype(np.int64)).to(weighted.device), weighted)
             sizes = torch.tensor(self.blocks[name].sizes, device=weighted.device).clamp(min=1)[:, None]
             out[name] = (sums / sizes).cpu().numpy()
         return out
@@ -244,7 +235,7 @@ class MixedDimTables(_FieldLookups):
 
     def _pooled(self, name: str, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         spec = self.specs[name]
-        block, row = _block_and_row(self, name, values)
+        block, row = getattr(self, f"{name}_block")[values].long(), getattr(self, f"{name}_row")[values].long()
         out = torch.zeros(len(values), spec.dim, device=values.device)
         for b, table in self.block_tables[name].items():
             members = torch.nonzero(block == b).squeeze(1)
@@ -272,14 +263,13 @@ class MixedDimTables(_FieldLookups):
             else:
                 ids, lens = field.lookup(codes.cpu().numpy())
             bag_sizes[name] = lens
-            rank = self.layouts[name].blocks.rank[ids]
-            bounds = self.layouts[name].blocks.bounds
-            block = np.searchsorted(bounds, rank, side="right") - 1
+            block = self.layouts[name].blocks.block_of[ids]
+            row = getattr(self, f"{name}_row").cpu().numpy()[ids]
             bag = np.repeat(np.arange(batch), lens)
             for b, table in self.block_tables[name].items():
                 mine = block == b
                 keys.append(table)
-                values.append(rank[mine] - bounds[b])
+                values.append(row[mine])
                 lengths.append(np.bincount(bag[mine], minlength=batch))
         kjt = KeyedJaggedTensor.from_lengths_sync(
             keys=keys,

@@ -292,7 +292,7 @@ class _PerBlockTask(Recommender):
             "full_bytes": sum(s.num_embeddings * s.dim for s in specs) * 4,
             "embedding_params": tables.embedding_params(),
             "embedding_bytes": sum(w.numel() * w.element_size() for w in weights),
-            "index_bytes": sum(b.numel() * b.element_size() for n, b in tables.named_buffers() if n.endswith("_rank")),
+            "index_bytes": sum(b.numel() * b.element_size() for n, b in tables.named_buffers() if n.endswith("_block")),
             "budget": self.budget,
             "allocation": allocation_rows(specs, layouts),
             "timings": timings,
