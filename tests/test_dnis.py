@@ -167,10 +167,10 @@ def test_magnitude_pruning_keeps_the_largest_columns_within_the_budget() -> None
     layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.6, nested=False)
     assert [c.tolist() for c in layouts["item"].columns] == [[0], [0, 1]]
     # nested: one dimension order (by rows · magnitude: dim 0 = 2·.9 + 2·.2, dim 1 = 2·.1 + 2·.3), prefixes of it;
-    # block 1's second dimension (.3 / .375 = .8) only after its first (.2 / .375 = .53)
+    # each block keeps as many as it has columns over the threshold (.8 for block 1's best), but from the order
     magnitudes = {"item": np.array([[0.9, 0.1], [0.2, 0.3]])}
     layouts = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.6)
-    assert [c.tolist() for c in layouts["item"].columns] == [[0], []]
+    assert [c.tolist() for c in layouts["item"].columns] == [[0], [0]]
     free = pruned_layouts(magnitudes, [spec], {"item": blocks}, threshold=0.6, nested=False)
     assert [c.tolist() for c in free["item"].columns] == [[0], [1]]
     # fields compete on magnitudes relative to their own mean: a table at ten times the scale gains nothing

@@ -103,10 +103,11 @@ def pruned_layouts(magnitudes: Mapping[str, np.ndarray], specs: Sequence[TableSp
     pruning single entries by magnitude, but whole columns, so each block stays a smaller dense table); with
     ``threshold``, every column of normalised magnitude ≥ ``threshold``.
 
-    ``nested`` (the default) keeps every block's dimensions as a prefix of one order shared by all fields (the
-    dimensions by total α-weighted mass), so a user block keeping 10 dimensions and an item block keeping 5 share
-    those 5: dot-product and FM interactions only use dimensions both sides keep, and unaligned free choices
-    waste the budget on dimensions the other side dropped. Without it, each block takes its own best columns.
+    ``nested`` (the default) decides how many dimensions each block keeps from its own magnitudes (its ``j``-th
+    largest column competes for the ``j``-th slot) and which from one order shared by all fields (the dimensions by
+    total α-weighted mass), so a user block keeping 10 dimensions and an item block keeping 5 share those 5:
+    dot-product and FM interactions only use dimensions both sides keep, and unaligned free choices waste the
+    budget on dimensions the other side dropped. Without it, each block keeps its own largest columns.
     """
     if (budget is None) == (threshold is None):
         raise ValueError("give exactly one of budget and threshold")
@@ -115,8 +116,7 @@ def pruned_layouts(magnitudes: Mapping[str, np.ndarray], specs: Sequence[TableSp
     if nested:
         mass = sum(np.asarray(blocks[s.name].sizes, dtype=np.float64) @ scaled[s.name] for s in specs)
         order = np.argsort(-mass, kind="stable")
-        # a block's value of its j-th dimension in the shared order, made non-increasing so that it keeps a prefix
-        scaled = {name: np.minimum.accumulate(m[:, order], axis=1) for name, m in scaled.items()}
+        scaled = {name: -np.sort(-m, axis=1) for name, m in scaled.items()}  # slot j: the block's j-th largest
     keep = {s.name: np.zeros_like(scaled[s.name], dtype=bool) for s in specs}
     if threshold is not None:
         keep = {name: m >= threshold for name, m in scaled.items()}
