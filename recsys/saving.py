@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from recsys.data.interactions import Interactions
+from recsys.data.interactions import Interactions, Vocabulary
 from recsys.embeddings.blocks import FrequencyBlocks
 from recsys.embeddings.mixed import FieldLayout, MixedDimTables
 from recsys.errors import RunError
 from recsys.recommender import Recommender
-from recsys.runs import build_recommender
+from recsys.specs import build_recommender
 from recsys.tasks.base import RecommenderTask
 from recsys.tasks.dnis import _PerBlockTask
 
@@ -80,13 +80,9 @@ def save(model: Recommender, folder: Path | str) -> Path:
     task, prefix = _torch_part(model)
     train = model.train_data
     (folder / "train").mkdir(parents=True)
-    train.decoded().write_parquet(folder / "train" / "interactions.parquet")
-    for key, frame in (("users", train.user_features), ("items", train.item_features)):
-        if frame is not None:
-            code = key[:-1]
-            frame.with_columns(getattr(train, key).decode(frame[code].to_numpy()).alias(code)).write_parquet(folder / "train" / f"{key}.parquet")
+    for key, frame in _train_frames(train).items():
+        frame.write_parquet(folder / "train" / f"{key}.parquet")
     meta: dict[str, Any] = {"format": FORMAT, "spec": spec_of(model), "name": train.name,
-                            "rating": train.has_rating, "timestamp": "timestamp" in train.frame.columns,
                             "trained_on": task.train_data.frame.height}  # fmt: skip
     if isinstance(task.model.embeddings, MixedDimTables):
         meta["layouts"] = _layouts_json(task.model.embeddings)
@@ -104,13 +100,24 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _train_frames(train: Interactions) -> dict[str, pl.DataFrame]:
+    """The coded training rows, both vocabularies in code order (ids without training rows included, so codes and
+    table sizes come back exactly) and the feature frames."""
+    frames = {"interactions": train.frame, "user_ids": train.users.ids.to_frame(), "item_ids": train.items.ids.to_frame()}
+    frames.update({key: frame for key, frame in (("user_features", train.user_features), ("item_features", train.item_features))
+                   if frame is not None})  # fmt: skip
+    return frames
+
+
 def _train_of(folder: Path, meta: dict[str, Any]) -> Interactions:
-    frame = pl.read_parquet(folder / "train" / "interactions.parquet")
-    features = {key: pl.read_parquet(folder / "train" / f"{key}.parquet") if (folder / "train" / f"{key}.parquet").exists() else None
-                for key in ("users", "items")}  # fmt: skip
-    return Interactions.from_frame(frame, rating_col="rating" if meta["rating"] else None,
-                                   timestamp_col="timestamp" if meta["timestamp"] else None, user_features=features["users"],
-                                   item_features=features["items"], name=meta["name"])  # fmt: skip
+    def read(key: str) -> pl.DataFrame | None:
+        path = folder / "train" / f"{key}.parquet"
+        return pl.read_parquet(path) if path.exists() else None
+
+    users, items = read("user_ids"), read("item_ids")
+    assert users is not None and items is not None, f"{folder}/train: vocabularies missing"
+    return Interactions(read("interactions"), Vocabulary(users["raw"]), Vocabulary(items["raw"]),
+                        read("user_features"), read("item_features"), name=meta["name"])  # fmt: skip
 
 
 def load(folder: Path | str) -> Recommender:

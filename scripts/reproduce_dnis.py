@@ -23,7 +23,8 @@ from pathlib import Path
 
 from recsys.data.registry import load
 from recsys.data.splits import split
-from recsys.runs import build_recommender, named_run
+from recsys.runs import named_run
+from recsys.specs import build_recommender
 
 TASKS = {"rating": "dnis-mf-rating", "click": "dnis-fm-click", "ranking": "dnis-mf-ranking"}
 METRIC = {"rating": ("mse", "min"), "click": ("auc", "max"), "ranking": ("ndcg@10", "max")}

@@ -230,7 +230,8 @@ RECOMMENDER_CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "
 
 @pytest.mark.parametrize("path", RECOMMENDER_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_recommender_run_builds(path: Path) -> None:
-    from recsys.runs import build_recommender, named_run
+    from recsys.runs import named_run
+    from recsys.specs import build_recommender
 
     run = named_run(path)
     model = build_recommender(run.config["recommender"], seed=3)

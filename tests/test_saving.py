@@ -39,6 +39,7 @@ def test_saved_recommenders_load_and_score_identically(rich, tmp_path, case) -> 
     before = model.score(users)
     folder = recsys.save(model, tmp_path / "saved")
     assert sorted(p.suffix for p in folder.rglob("*") if p.is_file()) == [".json", *[".parquet"] * len(list(folder.glob("train/*"))), ".safetensors"]
+    assert loaded_vocabularies_equal(recsys.load(folder), model)
     loaded = recsys.load(folder)
     assert type(loaded) is type(model)
     torch.testing.assert_close(loaded.score(users), before, rtol=0, atol=1e-6)
@@ -47,6 +48,19 @@ def test_saved_recommenders_load_and_score_identically(rich, tmp_path, case) -> 
     if case == "dnis":
         assert loaded.report_["embedding_params"] == model.report_["embedding_params"]
         assert loaded.task.model.embeddings.embedding_params() == model.report_["embedding_params"]
+
+
+def loaded_vocabularies_equal(loaded, model) -> bool:
+    return loaded.train_data.users == model.train_data.users and loaded.train_data.items == model.train_data.items
+
+
+def test_an_item_without_training_rows_keeps_its_code(tmp_path) -> None:
+    data = rated()
+    train = data.with_frame(data.frame.filter(data.frame["item"] != 0))  # item code 0 only outside training
+    task = MSETask(MF(4), seed=1).fit(train, None, max_epochs=1, batch_size=64)
+    loaded = recsys.load(recsys.save(task, tmp_path / "m"))
+    assert loaded.train_data.items == train.items and loaded.n_items == train.n_items
+    torch.testing.assert_close(loaded.score(torch.arange(3)), task.score(torch.arange(3)), rtol=0, atol=1e-6)
 
 
 def test_save_refuses_a_non_empty_folder_and_unsupported_models(tmp_path) -> None:

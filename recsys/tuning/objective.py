@@ -136,9 +136,9 @@ def fit_lightning(
 
 # ---------------------------------------------------------------------------------------------- recommenders
 def recommender_class(class_path: str) -> type[Recommender]:
-    """The engine's `recsys.runs.recommender_class`, its error as a `SpecError` of the study."""
+    """The engine's `recsys.specs.recommender_class`, its error as a `SpecError` of the study."""
     from recsys.errors import RunError
-    from recsys.runs import recommender_class as resolve
+    from recsys.specs import recommender_class as resolve
 
     try:
         return resolve(class_path)
@@ -159,7 +159,7 @@ def recommender_args(spec: StudySpec, values: dict[str, Any], seed: int | None =
 
 def build_recommender(spec: StudySpec, values: dict[str, Any], seed: int | None = None) -> Recommender:
     """The study's recommender with a trial's values, built by the engine's typed builder (as `recsys fit`)."""
-    from recsys.runs import build_recommender as build
+    from recsys.specs import build_recommender as build
 
     assert spec.recommender is not None
     init = {"class_path": spec.recommender["class_path"], "init_args": recommender_args(spec, values, seed)}
