@@ -281,6 +281,7 @@ class _PerBlockTask(Recommender):
 
     def _train(self, train: Interactions, valid: Interactions, epochs: int) -> float:
         started = time.perf_counter()
+        self.task.train()  # a phase before may have left it in eval mode
         self.task.fit(train, valid, max_epochs=epochs, patience=self.patience, batch_size=self.batch_size)
         return time.perf_counter() - started
 
