@@ -124,7 +124,7 @@ class RecsysCLI(LightningCLI):
         metrics = dict(evaluation.summary) if evaluation else {}
         record = RunRecord(
             data.dataset, data.protocol, self.run_name(), self.config_init[self.subcommand].get("seed_everything"),
-            task.params(), metrics, {"epochs": self.trainer.current_epoch},
+            task.params(), metrics, {"epochs": self.trainer.current_epoch, **task.thread_timings()},
             evaluation.mode if evaluation else "full", extra={"checkpoint": checkpoint},
         )  # fmt: skip
         (folder / "results.json").write_text(json.dumps([record.to_json()], indent=2))

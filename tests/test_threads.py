@@ -169,6 +169,7 @@ def test_a_fit_registers_while_it_trains_and_unregisters_after(small_frame: pl.D
     assert seen and all(pids == [os.getpid()] for pids in seen)
     assert registry.live() == []
     assert task.threads_used_ == (min(torch.get_num_threads(), recsys.threads.cores()),)
+    assert task.thread_timings() == {"threads_min": task.threads_used_[0], "threads_max": task.threads_used_[0]}
 
 
 def test_a_failing_fit_unregisters_too(small_frame: pl.DataFrame) -> None:

@@ -141,6 +141,13 @@ class RecommenderTask(L.LightningModule, Recommender):
         """`SharedThreads`: every fit trains with this process's share of the cores (`recsys.threads`)."""
         return [SharedThreads()]
 
+    def thread_timings(self) -> dict[str, float]:
+        """``threads_min`` / ``threads_max`` of a run record's timings: the fewest and most torch threads the last
+        fit trained with (they differ when the automatic policy changed them under contention)."""
+        if not self.threads_used_:
+            return {}
+        return {"threads_min": float(min(self.threads_used_)), "threads_max": float(max(self.threads_used_))}
+
     def setup(self, stage: str) -> None:
         data: InteractionsDataModule = self.trainer.datamodule
         data.setup(stage)
