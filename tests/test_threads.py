@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import recsys.threads
+from recsys.cli import main
 from recsys.data.interactions import Interactions
 from recsys.models import MF
 from recsys.processes import Registry, alive, runtime_dir
@@ -182,3 +183,25 @@ def test_a_failing_fit_unregisters_too(small_frame: pl.DataFrame) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         BPRTask(MF(8), seed=1).fit(data, None, max_epochs=1, callbacks=[Fail()])
     assert trainers().live() == []
+
+
+@pytest.mark.parametrize("command", [["benchmark", "--dataset", "no-such-data"], ["tune", "--config", "missing.yaml"]])
+def test_threads_flags_pin_the_process_and_refuse_nonsense(command, monkeypatch, capsys) -> None:
+    monkeypatch.setenv(THREADS_ENV, "placeholder")
+    monkeypatch.delenv(THREADS_ENV)  # whatever the command sets is undone after the test
+    assert main([*command, "--threads", "0"]) == 2
+    assert "threads must be a positive integer, got '0'" in capsys.readouterr().err
+    assert recsys.threads.threads_override() is None
+    assert main([*command, "--threads", "2"]) == 2  # pinned, then the missing data or spec is the error
+    assert recsys.threads.threads_override() == 2
+
+
+def test_recsys_fit_takes_threads_before_lightning_sees_the_command(monkeypatch, capsys) -> None:
+    monkeypatch.setenv(THREADS_ENV, "placeholder")
+    monkeypatch.delenv(THREADS_ENV)
+    assert main(["fit", "--threads=0", "--config", "missing.yaml"]) == 2
+    assert "recsys: error: --threads must be a positive integer, got '0'" in capsys.readouterr().err
+    from recsys.cli import _take_threads
+
+    assert _take_threads(["fit", "--threads", "3", "--config", "x.yaml"]) == ["fit", "--config", "x.yaml"]
+    assert recsys.threads.threads_override() == 3
