@@ -105,8 +105,10 @@ class TrainingThreads:
 
     def adjust(self) -> int:
         """Set the threads of the moment (re-reading the registry unless pinned); returns them."""
-        threads = self.pinned or min(self.before, share_of_cores(self._live()))
+        live = self._live()
+        threads = self.pinned or min(self.before, share_of_cores(live))
         if threads != torch.get_num_threads():
+            log.info("training with %d torch threads (%d recsys fits training on %d cores)", threads, live, cores())
             torch.set_num_threads(threads)
             if self.registered:
                 self._announce(threads)
