@@ -23,6 +23,18 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _pin_threads(value: object, what: str) -> None:
+    """Pin every fit of this process (and of its workers) to ``value`` torch threads, as ``RECSYS_THREADS`` does;
+    a `RunError` (one ``recsys: error:`` line) naming ``what`` when ``value`` is not a positive integer."""
+    from recsys.errors import RunError
+    from recsys.threads import pin_threads, positive_threads
+
+    try:
+        pin_threads(positive_threads(str(value), what))
+    except ValueError as err:
+        raise RunError(str(err)) from err
+
+
 BENCHMARK_DEFAULTS: dict = {
     "dataset": "ml-100k",
     "protocol": "user-811",
@@ -30,6 +42,7 @@ BENCHMARK_DEFAULTS: dict = {
     "seeds": (2026, 2027, 2028),
     "k": (1, 5, 10, 20, 50),
     "output": "results/benchmark",
+    "threads": None,
 }
 """Options of `recsys benchmark` when neither a flag nor ``--config`` sets them (models: `DEFAULT_MODELS`)."""
 
@@ -54,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recsys {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:  # handled by LightningCLI before argparse runs; listed here for --help
-        commands.add_parser(name, help=f"Lightning {name}: recsys {name} --config experiments/<dataset>/<model>.yaml "
+        threads = " [--threads N]" if name == "fit" else ""
+        commands.add_parser(name, help=f"Lightning {name}: recsys {name}{threads} --config experiments/<dataset>/<model>.yaml "
                             f"(run folders under --trainer.default_root_dir, else ${RUNS_ENV}, else ./runs)",
                             add_help=False)  # fmt: skip
 
@@ -85,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=_int_list, help="default 2026,2027,2028")
     bench.add_argument("--k", type=_int_list, help="cut-offs (default 1,5,10,20,50)")
     bench.add_argument("--output", type=Path, help="default results/benchmark")
+    bench.add_argument("--threads", type=int, help="torch threads of every fit, as RECSYS_THREADS=N (default: a share "
+                       "of the cores among the recsys processes training)")  # fmt: skip
     bench.add_argument("--no-progress", action="store_true")
 
     audit = commands.add_parser("audit", help="is a dataset shortcut-solvable? TGH vs SASRec + three diagnostics")
@@ -113,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--storage", help="sqlite:///studies.db, another SQLAlchemy URL, or journal:FILE (default: memory)")
     tune.add_argument("--study-name", help="default: the spec file's name")
     tune.add_argument("--n-jobs", type=int, default=1, help="worker processes sharing --storage (default 1)")
+    tune.add_argument("--threads", type=int, help="torch threads of every trial and retrain (default: cores // --n-jobs "
+                      "each; with one job, a share of the cores among the recsys processes training)")  # fmt: skip
     tune.add_argument("--show", action="store_true", help="report the stored study: best trial, best.yaml, retrains, plots")
     tune.add_argument("--output", type=Path, help="report folder (default results/tune/<study-name>)")
     tune.add_argument("--seeds", type=_int_list, default=(2026, 2027, 2028), help="retrain seeds of --show")
@@ -155,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _lightning(words: list[str], argv: Sequence[str] | None) -> int:
     """``recsys fit|validate|test|predict``: a ``recommender:`` run through the engine, else LightningCLI."""
+    if words[0] == "fit":
+        words = _take_threads(words)
+        if argv is None:
+            sys.argv[1:] = words  # LightningCLI reads the process's command line itself
     recommender = _recommender_run(words)
     if recommender is not None:
         from recsys.runs import run_recommender
@@ -169,6 +191,18 @@ def _lightning(words: list[str], argv: Sequence[str] | None) -> int:
     except ValueError as err:  # a constructor's range check (batch_size: -5) raised while the config was built
         raise RunError(str(err)) from err
     return 0
+
+
+def _take_threads(words: list[str]) -> list[str]:
+    """The words of ``recsys fit`` without ``--threads N`` (or ``--threads=N``), which pins the process to N
+    threads here (LightningCLI does not know the flag)."""
+    for i, word in enumerate(words):
+        if word == "--threads" or word.startswith("--threads="):
+            joined = "=" in word
+            value = word.partition("=")[2] if joined else (words[i + 1] if i + 1 < len(words) else "")
+            _pin_threads(value, "--threads")
+            return words[:i] + words[i + (1 if joined else 2):]
+    return words
 
 
 def _recommender_run(words: list[str]):
@@ -251,6 +285,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from recsys.benchmark import format_leaderboard, run_benchmark
 
     options = _benchmark_options(args)
+    if options["threads"] is not None:
+        _pin_threads(options["threads"], "threads")
     result = run_benchmark(
         options["dataset"],
         protocol=options["protocol"],
@@ -324,6 +360,8 @@ def _tune(args: argparse.Namespace) -> int:
     from recsys.resources import config_path
     from recsys.tuning.spec import SpecError, load_spec
 
+    if args.threads is not None:  # trials and --show's retrains
+        _pin_threads(args.threads, "--threads")
     warnings.filterwarnings("ignore", module="lightning")  # per-trial Lightning notices would bury the progress
     optuna.logging.set_verbosity(optuna.logging.INFO)  # one line per finished or pruned trial
     name = args.study_name or args.config.stem
@@ -337,7 +375,6 @@ def _tune(args: argparse.Namespace) -> int:
             return 0
         from recsys.tuning.report import summary
         from recsys.tuning.study import run_study
-
         study = run_study(spec, storage=args.storage, name=name, n_trials=args.n_trials, n_jobs=args.n_jobs)
     except SpecError as err:
         print(f"recsys: error: {err}", file=sys.stderr)

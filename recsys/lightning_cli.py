@@ -219,7 +219,7 @@ class RecsysCLI(LightningCLI):
             return
         record = RunRecord(
             data.dataset, data.protocol, self.run_name(), self.config_init[self.subcommand].get("seed_everything"),
-            task.params(), metrics, {"epochs": self.trainer.current_epoch},
+            task.params(), metrics, {"epochs": self.trainer.current_epoch, **task.thread_timings()},
             evaluation.mode if evaluation else "full", extra={"checkpoint": checkpoint},
         )  # fmt: skip
         write_results(folder, record)

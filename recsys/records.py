@@ -43,7 +43,8 @@ class RunRecord:
         seed: the run's seed (split and training), None where a run has none.
         params: scalar constructor parameters of the model / task.
         metrics: test metrics (the `Evaluation` summary).
-        timings: seconds (``fit_s``, ``evaluate_s``) and counts (``epochs``).
+        timings: seconds (``fit_s``, ``evaluate_s``) and counts (``epochs``; ``threads_min`` / ``threads_max``,
+            the torch threads a Lightning fit trained with: `recsys.threads`).
         evaluation: ``full`` or the sampling label of the evaluation.
         versions: package versions (`versions`).
         extra: keys a caller adds beside the schema (``checkpoint``, ``study``, ``p``, …), never instead of it.

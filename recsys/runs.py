@@ -103,7 +103,7 @@ def fit_run(run: NamedRun, train: Interactions, valid: Interactions | None, seed
 
         built = load_experiment(run.path, ["--seed_everything", str(seed), "--model.init_args.seed", str(seed)])
         model = built.fit(train, valid, **run.fit_kwargs)
-        timings["epochs"] = float(model.epochs_trained_)
+        timings.update(epochs=float(model.epochs_trained_), **model.thread_timings())
     timings["fit_s"] = time.perf_counter() - started
     return FittedRun(model, timings)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 # Lightning gives its loggers a stream handler of the stderr of the moment it is first imported; imported here,
 # that is the session's, not the captured stderr of whichever test happens to import it first (closed after it).
@@ -14,6 +15,15 @@ import pytest
 import recsys
 from recsys.data.interactions import Interactions
 from recsys.data.registry import import_file
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_trainer_registry(tmp_path_factory) -> Iterator[None]:
+    """A registry of training processes (`recsys.threads`) of this test session alone, so the fits here train with
+    the same threads whatever else trains on the machine."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+        yield
 
 
 @pytest.fixture(scope="session")

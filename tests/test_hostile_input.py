@@ -297,15 +297,16 @@ def test_a_yaml_tag_in_a_study_spec_is_refused_in_one_line(tmp_path, capsys) -> 
     assert "not a plain YAML study spec" in capsys.readouterr().err
 
 
-def test_recsys_threads_sets_the_training_threads_and_refuses_nonsense(monkeypatch) -> None:
-    from recsys.threads import THREADS_ENV, use_training_threads
+def test_recsys_threads_sets_the_training_threads_and_refuses_nonsense(monkeypatch, tmp_path) -> None:
+    from recsys.processes import Registry
+    from recsys.threads import THREADS_ENV, TrainingThreads
 
     before = torch.get_num_threads()
-    try:
-        monkeypatch.setenv(THREADS_ENV, "1")
-        assert use_training_threads() == 1 == torch.get_num_threads()
-        monkeypatch.setenv(THREADS_ENV, "zero")
+    monkeypatch.setenv(THREADS_ENV, "1")
+    with TrainingThreads(Registry(tmp_path)):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    for nonsense in ("zero", "0", "-2", "1.5"):
+        monkeypatch.setenv(THREADS_ENV, nonsense)
         with pytest.raises(ValueError, match="RECSYS_THREADS must be a positive integer"):
-            use_training_threads()
-    finally:
-        torch.set_num_threads(before)
+            TrainingThreads(Registry(tmp_path))

@@ -30,8 +30,7 @@ from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS
 from recsys.models.base import PairModel, State
 from recsys.recommender import Recommender
-from recsys.tasks.training import fit_task
-from recsys.threads import use_training_threads
+from recsys.tasks.training import SharedThreads, fit_task
 
 Batch = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)
@@ -98,6 +97,7 @@ class RecommenderTask(L.LightningModule, Recommender):
         self.valid_: Interactions | None = None
         self.test_: Interactions | None = None
         self.test_evaluation_: Evaluation | None = None
+        self.threads_used_: tuple[int, ...] = ()
         self._optimizer_config: tuple[dict[str, Any], dict[str, Any] | None] | None = None
 
     # ------------------------------------------------------------------------------------------ the contract
@@ -141,9 +141,18 @@ class RecommenderTask(L.LightningModule, Recommender):
         return {}
 
     # ------------------------------------------------------------------------------------------ set-up
+    def configure_callbacks(self) -> list[L.Callback]:
+        """`SharedThreads`: every fit trains with this process's share of the cores (`recsys.threads`)."""
+        return [SharedThreads()]
+
+    def thread_timings(self) -> dict[str, float]:
+        """``threads_min`` / ``threads_max`` of a run record's timings: the fewest and most torch threads the last
+        fit trained with (they differ when the automatic policy changed them under contention)."""
+        if not self.threads_used_:
+            return {}
+        return {"threads_min": float(min(self.threads_used_)), "threads_max": float(max(self.threads_used_))}
+
     def setup(self, stage: str) -> None:
-        if stage == "fit":
-            use_training_threads()  # $RECSYS_THREADS, so concurrent recsys processes need not oversubscribe the cores
         data: InteractionsDataModule = self.trainer.datamodule
         data.setup(stage)
         self.attach(data)

@@ -14,6 +14,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
+from recsys.threads import TrainingThreads
 
 
 class BestWeights(L.Callback):
@@ -63,6 +64,42 @@ class LearningCurve(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict["rows"])
+
+
+class SharedThreads(L.Callback):
+    """Trains with this process's share of the cores (`recsys.threads.TrainingThreads`): registers when a fit is
+    set up, follows the share before every training and validation batch, unregisters when the fit ends or fails,
+    and leaves the thread counts it trained with in the task's ``threads_used_``."""
+
+    def __init__(self) -> None:
+        self.threads: TrainingThreads | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.threads = TrainingThreads()
+            self.threads.open()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.threads is not None:
+            self.threads.recheck()
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                                  batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+        if self.threads is not None:
+            self.threads.recheck()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._close(pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._close(pl_module)  # Lightning skips teardown when a fit raises
+
+    def _close(self, module: L.LightningModule) -> None:
+        if self.threads is not None:
+            self.threads.close()
+            module.threads_used_ = tuple(sorted(self.threads.used))
+            self.threads = None
 
 
 @contextmanager

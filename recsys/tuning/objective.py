@@ -314,7 +314,7 @@ def retrain_and_test(spec: StudySpec, values: dict[str, Any], seed: int) -> tupl
         fit = fit_lightning(config, f"val/{spec.metric}", spec.direction, keep_test=True)
         ev = fit.task.judge(fit.data.test, [fit.data.train, fit.data.valid], k=spec.eval_k)
         params = fit.task.params()
-        timings = {"fit_s": fit.fit_s, "evaluate_s": ev.seconds, "epochs": fit.epochs}
+        timings = {"fit_s": fit.fit_s, "evaluate_s": ev.seconds, "epochs": fit.epochs, **fit.task.thread_timings()}
         return ev, {"params": params, "timings": timings, "validation": {spec.metric: fit.best_value}}
     train, valid, test = splits(spec)
     model = build_recommender(spec, values, seed=seed)

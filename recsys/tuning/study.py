@@ -18,7 +18,8 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from recsys.threads import THREADS_ENV, share_of_cores, threads_override
+from recsys.processes import alive
+from recsys.threads import pin_threads, share_of_cores, threads_override
 from recsys.tuning.objective import Objective, default_params, validate
 from recsys.tuning.spec import SpecError, StudySpec
 
@@ -101,7 +102,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     host, me, failed = socket.gethostname(), os.getpid(), []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker") or {}
-        if worker.get("host") != host or (worker.get("pid") != me and _alive(int(worker.get("pid", -1)))):
+        if worker.get("host") != host or (worker.get("pid") != me and alive(int(worker.get("pid", -1)))):
             continue
         # Optuna has no public call to fail another process's trial; its own stale-trial sweep does the same.
         if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
@@ -109,18 +110,6 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     if failed:
         log.warning("marked interrupted trial(s) %s as FAIL (their process is gone); they do not count", failed)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class _Budget:
@@ -155,7 +144,7 @@ def _run_worker(spec: StudySpec, storage: str | None, name: str | None, n_trials
 
 def _worker_process(spec: StudySpec, storage: str, name: str, n_trials: int, worker: int, level: int,
                     threads: int) -> None:  # fmt: skip
-    os.environ[THREADS_ENV] = str(threads)  # the workers divide the cores among themselves
+    pin_threads(threads)  # the workers divide the cores among themselves (and register as trainers, pinned)
     logging.basicConfig(level=level, format=f"%(levelname)s [worker {worker}] %(message)s")
     optuna.logging.set_verbosity(level)
     _run_worker(spec, storage, name, n_trials, worker)
@@ -167,8 +156,8 @@ def run_study(
 ) -> optuna.Study:
     """Validate the spec, then create or resume the study and run it until it holds ``n_trials`` (default: the
     spec's) COMPLETE + PRUNED trials. ``n_jobs > 1`` runs that many worker processes on the shared storage
-    (an RDB or journal URL; in-memory studies cannot be shared), each with ``cores // n_jobs`` torch threads
-    (``$RECSYS_THREADS`` when set)."""
+    (an RDB or journal URL; in-memory studies cannot be shared), each pinned to ``cores // n_jobs`` torch threads
+    (``$RECSYS_THREADS`` when set), so a study's trials train with the same threads whatever else runs."""
     n_trials = n_trials or spec.n_trials
     validate(spec)
     if n_jobs <= 1:
