@@ -14,16 +14,20 @@ code runs on CPUs (gloo) and GPUs (nccl)::
     trainer = L.Trainer(strategy="torchrec", devices=2, accelerator="cpu")   # or TorchRecStrategy("column_wise")
 
 Plans are built by hand (`plan_for`) rather than by TorchRec's planner, because the planner offers row-wise
-sharding of bag collections only on CUDA; hand-built plans work the same on both device types. Every plan uses the
-``dense`` compute kernel: backward fills ``.grad`` of each table shard (a `TableBatchedEmbeddingSlice`) and any
-``torch.optim`` optimiser steps it, instead of the ``fused`` kernel's optimiser-inside-backward.
+sharding of bag collections only on CUDA; hand-built plans work the same on both device types. Dense tables
+(`EmbeddingBagCollection`) use the ``dense`` compute kernel: backward fills ``.grad`` of each table shard (a
+`TableBatchedEmbeddingSlice`) and any ``torch.optim`` optimiser steps it. Tables that update themselves
+(`FusedEmbeddingBagCollection`, see `recsys.embeddings.tables.FusedUpdates`) use the ``fused`` kernel, the same
+FBGEMM kernel and optimiser-inside-backward as unsharded, table-wise (TorchRec's fused sharder offers row-wise only
+on CUDA, and column shards would each keep their own row-wise Adagrad accumulator).
 
 Gradients: TorchRec divides the gradients of sharded tables by the world size and DDP averages dense and
 data-parallel gradients, so a step on ``world_size`` local batches of mean losses equals one unsharded step on
 their union with the mean loss.
 
-Checkpoints hold *full* tables (and full optimiser moments), gathered from the shards, so a checkpoint written
-under any sharding loads into an unsharded model, into another sharding, or back into the same one.
+Checkpoints hold *full* tables (and full optimiser moments; fused tables' accumulators, held by the rank of their
+shard), gathered from the shards, so a checkpoint written under any sharding loads into an unsharded model, into
+another sharding, or back into the same one.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from torchrec import EmbeddingBagCollection, EmbeddingCollection
 from torchrec.distributed.embedding import EmbeddingCollectionSharder
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.fused_embeddingbag import FusedEmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DefaultDataParallelWrapper, DistributedModelParallel
 from torchrec.distributed.sharding_plan import (
     column_wise,
@@ -59,38 +64,43 @@ from torchrec.distributed.sharding_plan import (
 )
 from torchrec.distributed.types import ModuleSharder, ShardingEnv, ShardingPlan
 from torchrec.modules.embedding_configs import BaseEmbeddingConfig
+from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
 Sharding = Literal["table_wise", "row_wise", "column_wise", "data_parallel"]
 SHARDINGS: tuple[str, ...] = get_args(Sharding)
 DENSE = EmbeddingComputeKernel.DENSE.value
+FUSED = EmbeddingComputeKernel.FUSED.value
 
 
 # ---------------------------------------------------------------------------------------------- plans
-Collection = EmbeddingBagCollection | EmbeddingCollection
+Collection = EmbeddingBagCollection | EmbeddingCollection | FusedEmbeddingBagCollection
 
 
 def embedding_collections(module: nn.Module) -> dict[str, Collection]:
-    """Unsharded `EmbeddingBagCollection`s (pooled lookups) and `EmbeddingCollection`s (one vector per id) inside
-    ``module``, by module path (``"model.embeddings.collection"``, ``"model.item_table"``)."""
-    kinds = (EmbeddingBagCollection, EmbeddingCollection)
+    """Unsharded `EmbeddingBagCollection`s (pooled lookups), `FusedEmbeddingBagCollection`s (pooled, updated in
+    backward) and `EmbeddingCollection`s (one vector per id) inside ``module``, by module path
+    (``"model.embeddings.collection"``, ``"model.embeddings.collection.user"``, ``"model.item_table"``)."""
+    kinds = (EmbeddingBagCollection, EmbeddingCollection, FusedEmbeddingBagCollection)
     return {path: m for path, m in module.named_modules() if isinstance(m, kinds)}
 
 
 def _configs(collection: Collection) -> list[BaseEmbeddingConfig]:
-    if isinstance(collection, EmbeddingBagCollection):
-        return list(collection.embedding_bag_configs())
-    return list(collection.embedding_configs())
+    if isinstance(collection, EmbeddingCollection):
+        return list(collection.embedding_configs())
+    return list(collection.embedding_bag_configs())
 
 
-def _sharder(collection: Collection) -> EmbeddingBagCollectionSharder | EmbeddingCollectionSharder:
+def _sharder(collection: Collection) -> ModuleSharder[nn.Module]:
     if isinstance(collection, EmbeddingBagCollection):
         return EmbeddingBagCollectionSharder()
+    if isinstance(collection, FusedEmbeddingBagCollection):
+        return FusedEmbeddingBagCollectionSharder()
     return EmbeddingCollectionSharder()
 
 
 def _sharders() -> list[ModuleSharder[nn.Module]]:
     """A sharder for each collection kind, for `DistributedModelParallel`."""
-    return [EmbeddingBagCollectionSharder(), EmbeddingCollectionSharder()]
+    return [EmbeddingBagCollectionSharder(), EmbeddingCollectionSharder(), FusedEmbeddingBagCollectionSharder()]
 
 
 def _world_size() -> int:
@@ -125,7 +135,8 @@ def plan_for(
         local_size: ranks per host (default ``$LOCAL_WORLD_SIZE`` or ``world_size``).
 
     Returns:
-        Plan keyed by collection path; every table uses the ``dense`` compute kernel.
+        Plan keyed by collection path; every table uses the ``dense`` compute kernel, except the tables of a
+        `FusedEmbeddingBagCollection` (``fused``, table-wise only: other plans are refused, see `_unsupported`).
     """
     if sharding not in SHARDINGS:
         raise ValueError(f"unknown sharding {sharding!r}; choose one of {list(SHARDINGS)}")
@@ -144,7 +155,8 @@ def plan_for(
             if reason:
                 raise ValueError(f"table {path}.{config.name}: plan {sharding!r} is not supported here: {reason}")
             if sharding == "table_wise":
-                generators[config.name] = table_wise(rank=next_rank % world_size, compute_kernel=DENSE)
+                kernel = FUSED if isinstance(collection, FusedEmbeddingBagCollection) else DENSE
+                generators[config.name] = table_wise(rank=next_rank % world_size, compute_kernel=kernel)
                 next_rank += 1
             elif sharding == "row_wise":
                 generators[config.name] = row_wise(compute_kernel=DENSE)
@@ -168,7 +180,15 @@ def plan_for(
 def _unsupported(
     collection: Collection, config: BaseEmbeddingConfig, sharding: str, world_size: int, device_type: str
 ) -> str | None:
-    """Why TorchRec cannot run ``sharding`` of this table with the dense kernel, or None when it can."""
+    """Why TorchRec cannot run ``sharding`` of this table (with its collection's kernel), or None when it can."""
+    if isinstance(collection, FusedEmbeddingBagCollection):
+        if sharding == "table_wise":
+            return None
+        return (
+            "fused tables (updated in backward) shard table-wise only here: TorchRec's fused sharder offers row-wise "
+            "only on CUDA, column shards would each keep their own row-wise Adagrad accumulator, and data-parallel "
+            "fused state is not checkpointed by TorchRec; use table_wise, or dense tables (fused_rows: null)"
+        )
     if not isinstance(collection, EmbeddingCollection):
         return None
     if sharding == "row_wise" and device_type == "cpu":
@@ -286,22 +306,30 @@ def _full_state_dict(module: nn.Module) -> dict[str, Any]:
     sharded = {k: v for k, v in state.items() if isinstance(v, ShardedTensor)}
     if not sharded:
         return state
+    world = dist.get_world_size()
+    # Entries only some ranks hold: a table-wise fused table's optimiser state lives on the rank of its shard.
+    names: list[Any] = [None] * world
+    dist.all_gather_object(names, [k for k in state if k not in sharded])
+    held_by_some = set().union(*names) - set.intersection(*map(set, names))
     mine = {
         k: [(s.metadata.shard_offsets, s.metadata.shard_sizes, s.tensor.detach().cpu()) for s in v.local_shards()]
         for k, v in sharded.items()
     }
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, mine)
+    held = {k: state[k].detach().cpu() for k in held_by_some if k in state}
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, (mine, held))
     out = {}
     for key, value in state.items():
         if key in sharded:
             full = torch.empty(tuple(value.size()), dtype=value.dtype)
-            for pieces in gathered:
+            for pieces, _ in gathered:
                 for offsets, sizes, tensor in pieces[key]:
                     full[_slices(offsets, sizes)] = tensor
             out[key] = full
-        else:
+        elif key not in held_by_some:
             out[key] = value
+    for _, entries in gathered:
+        out.update(entries)
     return out
 
 

@@ -53,3 +53,16 @@ def tiny_dataset(tmp_path, monkeypatch) -> Path:
     pl.DataFrame(rows, schema=["u", "i", "t"], orient="row").write_csv(tmp_path / "tiny.csv")
     import_file(tmp_path / "tiny.csv", name="tiny", user_col="u", item_col="i", timestamp_col="t")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def rich() -> Interactions:
+    """Users and items with side features, a multi-valued genre bag and a missing feature row."""
+    rng = np.random.default_rng(0)
+    frame = pl.DataFrame({"user": rng.integers(0, 12, 80), "item": rng.integers(100, 115, 80), "rating": rng.integers(1, 6, 80)})
+    users = pl.DataFrame({"user": list(range(11)), "age": [15, 22, 30, 40, 47, 52, 60, 33, 27, 19, 45],
+                          "gender": list("MFMFMFMFMFM"), "occupation": ["a", "b", "c"] * 3 + ["a", "b"]})  # fmt: skip
+    items = pl.DataFrame({"item": list(range(100, 115)), "year": [1940 + 5 * i for i in range(15)],
+                          "genres": [["x"], ["x", "y"], ["y", "z"], [], ["z"]] * 3})  # fmt: skip
+    frame = frame.unique(["user", "item"])
+    return Interactions.from_frame(frame, rating_col="rating", user_features=users, item_features=items)

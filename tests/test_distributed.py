@@ -1,5 +1,5 @@
 """Sharding from outside the model (`recsys.distributed`): 2-process gloo runs on CPU, for the bag models (MF, NeuMF:
-`EmbeddingBagCollection`) and SASRec (an `EmbeddingCollection`).
+`EmbeddingBagCollection`, or fused `FusedEmbeddingBagCollection`s) and SASRec (an `EmbeddingCollection`).
 
 Each test spawns two ranks (`recsys.distributed.spawn`); the ranks write what they measured to ``tmp_path`` and
 the assertions run here, so a failure names the sharding and the quantity that differs.
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from recsys.data.features import feature_space
 from recsys.data.interactions import Interactions
+from recsys.embeddings.tables import FusedUpdates
 from recsys.distributed import (
     SHARDINGS,
     full_optimizer_state,
@@ -116,6 +117,17 @@ def test_plans_use_the_dense_kernel_and_spread_tables() -> None:
     assert widths == [5, 4] and column["user"].ranks == [0, 1]  # 9 columns, split unevenly
     with pytest.raises(ValueError, match="unknown sharding"):
         plan_for(model, "diagonal", world_size=2, device_type="cpu")
+
+
+def test_fused_tables_shard_table_wise_with_the_fused_kernel_and_refuse_other_plans() -> None:
+    model = MF(8)
+    model.build(feature_space(tiny_data(), side_features=False), FusedUpdates(min_rows=0))
+    plan = plan_for(model, "table_wise", world_size=2, device_type="cpu").plan
+    assert list(plan) == ["embeddings.collection.user", "embeddings.collection.item"]
+    assert [(p.compute_kernel, p.ranks) for path in plan for p in plan[path].values()] == [("fused", [0]), ("fused", [1])]
+    for sharding in ("row_wise", "column_wise", "data_parallel"):
+        with pytest.raises(ValueError, match=f"plan '{sharding}' is not supported here: fused tables"):
+            plan_for(model, sharding, world_size=2, device_type="cpu")
 
 
 def test_sasrec_plans_shard_its_embedding_collection_and_refuse_what_torchrec_cannot_run() -> None:
@@ -219,6 +231,74 @@ def _kwargs(model) -> dict:
     if isinstance(model, NeuMF):
         return dict(mf_dim=model.mf_dim, mlp_dim=model.mlp_dim, hidden=model.hidden, dropout=model.dropout)
     return dict(embedding_dim=model.embedding_dim, biases=model.biases)
+
+
+def _fused_rank(rank: int, world: int, out: str) -> None:
+    """Fused tables sharded table-wise against the same fused tables unsharded: forward, full ranking (also under
+    inference mode, as Lightning validates), one fused-SGD step on BPR (scale-sensitive: catches a wrong gradient
+    division) and two row-wise Adagrad steps, accumulators included, and the gathered state loaded unsharded."""
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    space = feature_space(tiny_data(), side_features=False)
+    gen = torch.Generator().manual_seed(11)
+    users, positives, negatives = (torch.randint(0, n, (12,), generator=gen) for n in (space.n_users, space.n_items, space.n_items))
+    mine = slice(rank * 6, (rank + 1) * 6)
+    results: dict[str, float | bool] = {}
+    for model_name, fresh in models().items():
+        for optimizer, lr, steps in (("sgd", 0.5, 1), ("rowwise_adagrad", 0.1, 2)):
+            case = f"{model_name}/{optimizer}"
+            fused = FusedUpdates(optimizer, lr, min_rows=0)  # type: ignore[arg-type]
+            built = []
+            for _ in range(2):
+                torch.manual_seed(0)
+                built.append(fresh.__class__(**_kwargs(fresh)))
+                built[-1].build(space, fused)
+            reference, model = built
+            dmp = shard(model, "table_wise", "cpu")
+            results[f"{case}/sharded"] = type(model.embeddings.collection["user"]).__name__ == "ShardedFusedEmbeddingBagCollection"
+            results[f"{case}/copy"] = _max_diff(full_state_dict(model), reference.state_dict())
+            kjt = model.features(users[mine], positives[mine])
+            results[f"{case}/forward"] = float((dmp(kjt) - reference(kjt)).abs().max())
+            items = torch.arange(space.n_items)
+            for mode, context in (("no_grad", torch.no_grad), ("inference", torch.inference_mode)):
+                with context():
+                    got = model.all_scores(model.encode("user", users[mine]), model.encode("item", items))
+                    want = reference.all_scores(reference.encode("user", users[mine]), reference.encode("item", items))
+                results[f"{case}/all_scores_{mode}"] = float((got - want).abs().max())
+            dense = lambda m: [p for n, p in m.named_parameters() if not n.startswith("embeddings.")]  # noqa: E731
+            opt_ref, opt = torch.optim.SGD(dense(reference), lr=0.5), torch.optim.SGD(dense(model), lr=0.5)
+            start = {k: v.clone() for k, v in reference.state_dict().items()}
+            for step in range(steps):
+                roll = torch.roll(torch.arange(12), step)
+                batch = users[roll], positives[roll], negatives[roll], None
+                opt_ref.zero_grad()
+                _bpr(reference, reference, *batch).backward()
+                opt_ref.step()
+                opt.zero_grad()
+                _bpr(dmp, model, *(x[mine] for x in batch[:3]), None).backward()
+                opt.step()
+            gathered = full_state_dict(model)
+            results[f"{case}/steps"] = _max_diff(gathered, reference.state_dict())
+            results[f"{case}/moved"] = _max_diff(gathered, start) > 1e-3  # the steps did update the tables
+            unsharded = fresh.__class__(**_kwargs(fresh))
+            unsharded.build(space, fused)
+            unsharded.load_state_dict(gathered)  # strict: weights and accumulators
+            with torch.no_grad():
+                results[f"{case}/loaded_scores"] = float((unsharded(kjt) - reference(kjt)).abs().max())
+            dist.barrier()
+    Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_fused_sharded_steps_match_fused_unsharded_steps(tmp_path) -> None:
+    failures = []
+    for rank, results in enumerate(run_ranks(_fused_rank, tmp_path)):
+        assert len(results) == 2 * 2 * 8
+        for key, value in results.items():
+            bad = (value is not True) if isinstance(value, bool) else not (value <= TOL)
+            if bad:
+                failures.append(f"rank {rank} {key}: {value}")
+    assert not failures, "\n".join(failures)
 
 
 def test_sharded_models_match_unsharded_forward_and_steps(tmp_path) -> None:
@@ -452,6 +532,50 @@ def _checkpoint_rank(rank: int, world: int, out: str) -> None:
             _max_diff(saved["optimizer_states"][0]["state"][i], straight_opt["state"][i]) for i in straight_opt["state"]
         )
     Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+
+
+def _fused_trainer_rank(rank: int, world: int, out: str) -> None:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from recsys.distributed import TorchRecStrategy
+    from recsys.tasks.objectives import BPRTask
+
+    def run(epochs: int, ckpt: str | None = None, callbacks=()):
+        L.seed_everything(0, verbose=False)
+        task = BPRTask(MF(8), lr=0.05, fused_rows=0, fused_lr=0.1, seed=0)
+        trainer = _trainer(epochs, strategy=TorchRecStrategy(sharding="table_wise"), callbacks=list(callbacks),
+                           enable_checkpointing=bool(callbacks))  # fmt: skip
+        trainer.fit(task, datamodule=_data_module(), ckpt_path=ckpt)
+        return trainer, task, full_state_dict(task)
+
+    saver = ModelCheckpoint(dirpath=out, filename="fused-{epoch}", save_top_k=-1, every_n_epochs=1)
+    trainer, task, straight = run(2, callbacks=[saver])
+    _, _, resumed = run(2, ckpt=str(Path(out, "fused-epoch=0.ckpt")))
+    record = {"sharded": type(task.model.embeddings.collection["user"]).__name__, "steps": trainer.global_step,
+              "ndcg": float(trainer.callback_metrics["val/ndcg@10"]), "resumed": _max_diff(resumed, straight),
+              "accumulated": float(straight["model.embeddings.collection.user.embedding_bags.user.momentum1"].sum())}  # fmt: skip
+    Path(out, f"rank{rank}.json").write_text(json.dumps(record))
+
+
+def test_fused_tables_train_under_the_strategy_resume_exactly_and_load_unsharded(tmp_path) -> None:
+    """Fused tables under ``strategy="torchrec"`` (validation included), resumed from a checkpoint of the first
+    epoch: the accumulators, held by their shard's rank, are gathered into the checkpoint and restored, so the
+    resumed run ends where the straight one did; the checkpoint loads into an unsharded fused task as is."""
+    from recsys.tasks.objectives import BPRTask
+
+    records = run_ranks(_fused_trainer_rank, tmp_path)
+    for record in records:
+        assert record["sharded"] == "ShardedFusedEmbeddingBagCollection" and record["steps"] > 0
+        assert record["resumed"] <= TOL and record["accumulated"] > 0
+    assert records[0]["ndcg"] == records[1]["ndcg"]
+    checkpoint = torch.load(tmp_path / "fused-epoch=1.ckpt", weights_only=False)
+    data = _data_module()
+    task = BPRTask(MF(8), fused_rows=0)
+    task.attach(data)
+    task.load_state_dict(checkpoint["state_dict"])  # strict: weights and accumulators of both tables
+    assert float(task.model.embeddings.state_dict()["collection.user.embedding_bags.user.momentum1"].sum()) == pytest.approx(records[0]["accumulated"])
+    assert abs(task.judge(data.valid, [data.train]).summary["ndcg@10"] - records[0]["ndcg"]) <= 1e-6
 
 
 def test_checkpoint_round_trip_under_sharding(tmp_path) -> None:

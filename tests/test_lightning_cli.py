@@ -92,11 +92,14 @@ def test_same_config_and_seed_give_the_same_numbers(config, tmp_path) -> None:
     assert _results(runs / "version_0")["metrics"] == _results(runs / "version_1")["metrics"]
 
 
-def test_resuming_a_stopped_run_reaches_the_uninterrupted_result(config, tmp_path) -> None:
-    main(["fit", "--config", str(config)])  # version_0: 4 epochs straight
-    main(["fit", "--config", str(config), "--trainer.max_epochs", "2"])  # version_1: stopped after 2
+@pytest.mark.parametrize("tables", [[], ["--model.init_args.fused_rows", "0"]], ids=["dense", "fused"])
+def test_resuming_a_stopped_run_reaches_the_uninterrupted_result(config, tmp_path, tables) -> None:
+    """Exact resume, with dense tables (Adam's moments in the optimiser state) and with fused ones (row-wise
+    Adagrad's accumulators in the module's state dict: restarting them would change every later step)."""
+    main(["fit", "--config", str(config), *tables])  # version_0: 4 epochs straight
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "2", *tables])  # version_1: stopped after 2
     last = tmp_path / "runs" / "tiny" / "version_1" / "checkpoints" / "last.ckpt"
-    main(["fit", "--config", str(config), "--ckpt_path", str(last)])  # resumes epochs 3-4 in version_1
+    main(["fit", "--config", str(config), "--ckpt_path", str(last), *tables])  # resumes epochs 3-4 in version_1
     runs = tmp_path / "runs" / "tiny"
     assert not (runs / "version_2").exists()
     assert len(list((runs / "version_1").glob("metrics.until-*.csv"))) == 1  # the interrupted part's log is kept
@@ -107,6 +110,7 @@ def test_resuming_a_stopped_run_reaches_the_uninterrupted_result(config, tmp_pat
 
     final = [torch.load(runs / v / "checkpoints" / "last.ckpt", weights_only=False) for v in ("version_0", "version_1")]
     assert final[0]["global_step"] == final[1]["global_step"] == 32
+    assert ("model.embeddings.collection.user.embedding_bags.user.momentum1" in final[0]["state_dict"]) == bool(tables)
     for name, tensor in final[0]["state_dict"].items():
         torch.testing.assert_close(final[1]["state_dict"][name], tensor, rtol=0, atol=0)
 

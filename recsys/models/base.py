@@ -19,7 +19,7 @@ from torch import nn
 from torchrec import KeyedJaggedTensor
 
 from recsys.data.features import FeatureSpace
-from recsys.embeddings.tables import EmbeddingTables, TableSpec, to_kjt
+from recsys.embeddings.tables import EmbeddingTables, FusedUpdates, TableSpec, to_kjt
 
 State = dict[str, torch.Tensor]
 
@@ -45,15 +45,16 @@ class PairModel(nn.Module):
         self.space: FeatureSpace | None = None
 
     # ------------------------------------------------------------------------------------------ building
-    def build(self, space: FeatureSpace) -> None:
-        """Create the tables and dense layers for ``space`` (called once, before training or loading)."""
+    def build(self, space: FeatureSpace, fused: FusedUpdates | None = None) -> None:
+        """Create the tables and dense layers for ``space`` (called once, before training or loading); the tables
+        update themselves in backward where ``fused`` applies to them (see `EmbeddingTables`), else dense."""
         if self.space is not None:
             return
         self.space = space
         fields = space.fields if self.uses_side_features else tuple(f for f in space.fields if f.name in ("user", "item"))
         self.user_fields = tuple(f.name for f in fields if f.side == "user")
         self.item_fields = tuple(f.name for f in fields if f.side == "item")
-        self.embeddings = EmbeddingTables([self.table(f.name, f.cardinality) for f in fields])
+        self.embeddings = EmbeddingTables([self.table(f.name, f.cardinality) for f in fields], fused=fused)
         self.build_dense()
 
     @property

@@ -25,6 +25,7 @@ from recsys.data.features import feature_space
 from recsys.data.interactions import Interactions
 from recsys.data.modules import Examples, InteractionsDataModule, count, take
 from recsys.data.sequences import Sequences
+from recsys.embeddings.tables import FUSED_ROWS, EmbeddingTables, FusedOptimizer, FusedUpdates
 from recsys.errors import RunError
 from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS
@@ -192,15 +193,21 @@ class RecommenderTask(L.LightningModule, Recommender):
             from lightning.pytorch.cli import LightningCLI, instantiate_class
 
             optimizer_init, scheduler_init = self._optimizer_config
-            optimizer = instantiate_class(self.parameters(), optimizer_init)
+            optimizer = instantiate_class(self.dense_parameters(), optimizer_init)
             scheduler = instantiate_class(optimizer, scheduler_init) if scheduler_init else None
             return LightningCLI.configure_optimizers(self, optimizer, scheduler)
         if self.optimizer_name == "adam":
             # The fused kernel (one pass over all parameters) saves ~20% of an MF-BPR step; sharded tables stay
             # with the reference implementation, whose per-shard state `recsys.distributed` gathers.
             fused = not (dist.is_available() and dist.is_initialized())
-            return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=fused)
-        return torch.optim.SGD(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            return torch.optim.Adam(self.dense_parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=fused)
+        return torch.optim.SGD(self.dense_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def dense_parameters(self) -> list[torch.nn.Parameter]:
+        """What the task's optimiser steps: every parameter but those of tables that update themselves in backward
+        (`EmbeddingTables` with fused updates, sharded or not)."""
+        fused = {id(p) for m in self.modules() if isinstance(m, EmbeddingTables) and m.fused for p in m.parameters()}
+        return [p for p in self.parameters() if id(p) not in fused]
 
     def generator(self) -> torch.Generator:
         """Sampling generator of the current step (derived from ``seed`` and the global step)."""
@@ -359,22 +366,37 @@ class PairModelTask(RecommenderTask):
     """A task over a `PairModel` (MF, NeuMF, FM, DeepFM): the model is built against the data's feature space
     (with side features when the model uses them) and scores every item from one item encoding per evaluation.
 
+    Embedding tables of at least ``fused_rows`` rows in all update themselves inside backward, on the rows each
+    batch touched (TorchRec's fused optimiser over FBGEMM kernels, see `FusedUpdates`); the task's optimiser (``lr``,
+    ``optimizer``, or the CLI's ``--optimizer``) then steps the dense layers only, and learning-rate schedulers act
+    on those alone. Smaller tables stay dense: the task's optimiser steps them with the rest.
+
     Args:
         model: the scoring module.
         batches_per_step: as `RecommenderTask`; 16 by default, which halves an MF-BPR epoch (the same optimiser
             steps on the same batches as one batch a step, tested). Set 1 for Lightning's per-step features
             (gradient clipping or accumulation, step-interval schedulers).
+        fused_rows: total table rows from which the tables train fused (None: never; 0: always).
+        fused_optimizer: the fused tables' optimiser, ``rowwise_adagrad``, ``adagrad`` or ``sgd`` (FBGEMM's CPU
+            kernels have no Adam and ignore weight decay: ``weight_decay`` then applies to the dense layers only).
+        fused_lr: its learning rate.
         kwargs: `RecommenderTask`'s other training and judging arguments (``lr``, ``seed``, …).
     """
 
-    def __init__(self, model: PairModel, batches_per_step: int = 16, **kwargs: Any) -> None:
+    def __init__(self, model: PairModel, batches_per_step: int = 16, fused_rows: int | None = FUSED_ROWS,
+                 fused_optimizer: FusedOptimizer = "rowwise_adagrad", fused_lr: float = 0.05, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(batches_per_step=batches_per_step, **kwargs)
         self.save_hyperparameters(ignore=["model"])
         self.model = model
+        self.fused = None if fused_rows is None else FusedUpdates(fused_optimizer, fused_lr, fused_rows)
         self._item_cache: tuple[tuple[int, int], State] | None = None
 
     def build(self, data: InteractionsDataModule) -> None:
-        self.model.build(feature_space(data.train, side_features=self.model.uses_side_features))
+        self.model.build(feature_space(data.train, side_features=self.model.uses_side_features), self.fused)
+        tables = self.model.embeddings
+        if self.weight_decay and isinstance(tables, EmbeddingTables) and tables.fused is not None:
+            log.warning("fused embedding tables train without weight decay (FBGEMM's CPU kernels ignore it); "
+                        "weight_decay %g applies to the dense layers only", self.weight_decay)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ scoring
     def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
