@@ -200,11 +200,9 @@ def test_fixed_rules_meet_their_budget_and_mde_favours_frequent_blocks(data) -> 
     assert len({d for s in specs for d in uniform[s.name].dims}) == 1
 
 
-def test_mixed_tables_of_a_multi_valued_field_pool_like_the_dense_table() -> None:
+def test_mixed_tables_of_a_multi_valued_field_pool_like_the_dense_table(rich) -> None:
     """A genre bag whose ids fall in different blocks is averaged over the whole bag, not per block."""
-    from test_models import rich
-
-    data = rich.__wrapped__() if hasattr(rich, "__wrapped__") else rich()
+    data = rich
     model = FM(4)
     _, specs, blocks = built(model, data)
     assert data.n_items and "genres" in model.embeddings.specs

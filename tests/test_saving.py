@@ -13,9 +13,6 @@ from recsys.models import MF, FM, DeepFM, NeuMF
 from recsys.tasks import BCETask, BPRTask, ClickTask, MSETask
 from recsys.tasks.dnis import DNIS, MixedDimensions
 from test_dnis import rated, split_train
-from test_models import rich as rich_fixture
-
-rich = rich_fixture
 
 
 def fitted_cases(data):
