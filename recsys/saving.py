@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 

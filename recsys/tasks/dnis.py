@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator, Literal, Self, Sequence
+from typing import Any, Iterator, Self, Sequence
 
 import lightning as L
 import numpy as np
