@@ -35,7 +35,7 @@ def reference(name: str) -> tuple[str, float]:
     """``(metric, RecBole's value)`` an experiment is compared with."""
     if "click" in name:
         return "auc", CLICK_REFERENCE
-    return "ndcg@10", RANKING_REFERENCE[name.removesuffix("-tuned")]
+    return "ndcg@10", RANKING_REFERENCE[name.removesuffix("-tuned").removesuffix("-fused")]
 
 
 def run(name: str, seed: int, data: recsys.Interactions) -> dict:
