@@ -121,6 +121,7 @@ def top_k(
     *,
     exclude: sp.csr_matrix | None = None,
     candidates: sp.csr_matrix | None = None,
+    allowed: np.ndarray | None = None,
     batch_size: int = 1024,
     progress: bool = False,
     labels: Callable[[np.ndarray], Sequence] | None = None,
@@ -134,6 +135,7 @@ def top_k(
         k: list length (at most the number of items).
         exclude: users × items CSR; its nonzeros are never recommended (e.g. training items).
         candidates: users × items CSR; when given, only its nonzeros are ranked (sampled evaluation).
+        allowed: ``[n_items]`` bool; when given, only these items are ranked, for every user (a serving filter).
         batch_size: users scored at once; peak memory is about ``batch_size × n_items × 4`` bytes.
         progress: show a progress bar.
         labels: maps user codes to the ids an error message names (raw ids); codes when not given.
@@ -149,6 +151,7 @@ def top_k(
     items_out = np.empty((n, k), dtype=np.int64)
     scores_out = np.empty((n, k), dtype=np.float32)
     starts = range(0, n, batch_size)
+    banned = None if allowed is None else torch.from_numpy(~np.asarray(allowed, dtype=bool))
     if progress:
         from tqdm.auto import tqdm
 
@@ -162,6 +165,8 @@ def top_k(
                 kept = torch.full_like(block, -torch.inf)
                 kept[r, c] = block[r, c]
                 block = kept
+            if banned is not None:
+                block[:, banned.to(block.device)] = -torch.inf
             if exclude is not None:
                 r, c = _index(exclude, batch, block.device)
                 block[r, c] = -torch.inf

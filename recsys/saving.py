@@ -1,96 +1,118 @@
-"""Save a fitted torch-backed recommender (a Lightning task over a pair or sequence model, and `DNIS` /
-`MixedDimensions` with their mixed-dimension tables) to a folder, and load it back to score identically.
+"""Save any fitted recommender that implements the fitted-state protocol (`Recommender.fitted_state`, `restore`,
+`load_fitted_state`: every shipped model) to a folder, and load it back to score identically.
 
-Safe formats only: ``recommender.json`` (the typed constructor spec ``{class_path, init_args}``, rebuilt through
-the same jsonargparse path as a YAML run, and the mixed-dimension layouts), ``weights.safetensors`` (the state
-dict) and ``train/`` (the training interactions in raw ids with their feature frames, as Parquet: vocabularies,
-feature fields and the items each user has seen come back from them). No pickle of code is written or read.
+Safe formats only, never a pickle of code:
+
+- ``recommender.json``: the typed constructor spec ``{class_path, init_args}`` (rebuilt through the same
+  jsonargparse path as a YAML run) and the JSON values of the fitted state (DNIS layouts, reports);
+- ``weights.safetensors``: the fitted tensors (a task's state dict, factor matrices);
+- ``arrays.npz``: the fitted NumPy arrays (read with ``allow_pickle=False``);
+- ``sparse/<name>.npz``: the fitted sparse matrices (scipy's format, read without pickle);
+- ``train/``: the training interactions as Parquet (coded rows, both vocabularies, feature frames), from which
+  vocabularies, feature fields, seen items and whatever a model derives from its data (`restore`) come back.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from recsys.data.interactions import Interactions, Vocabulary
-from recsys.embeddings.blocks import FrequencyBlocks
-from recsys.embeddings.mixed import FieldLayout, MixedDimTables
 from recsys.errors import RunError
-from recsys.recommender import Recommender
+from recsys.recommender import Fitted, NotSupportedError, Recommender
 from recsys.specs import build_recommender
 from recsys.tasks.base import RecommenderTask
-from recsys.tasks.dnis import _PerBlockTask
 
-FORMAT = 1
+FORMAT = 2
+JSON_VALUES = (str, int, float, bool, type(None), list, dict, np.generic)
 
 
 def spec_of(obj: Any) -> Any:
-    """``{class_path, init_args}`` of an object built from typed constructor arguments: a task's hyperparameters
-    (as Lightning recorded them) or the attributes named like the constructor's parameters, nested objects
-    (models, inner tasks) as specs of their own."""
-    if isinstance(obj, (nn.Module, Recommender)):
-        cls = type(obj)
-        names = [n for n, p in inspect.signature(cls.__init__).parameters.items()
-                 if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
-        values = dict(obj.hparams) if isinstance(obj, RecommenderTask) else {}
-        for name in names:
-            if name not in values:
-                if not hasattr(obj, name):
-                    raise RunError(f"cannot save {cls.__name__}: its argument {name!r} is not kept as an attribute")
-                values[name] = getattr(obj, name)
-        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {k: spec_of(v) for k, v in values.items()}}
+    """``{class_path, init_args}`` of an object built from typed constructor arguments (anything but a JSON value:
+    models, inner tasks, propensity models): a task's hyperparameters (as Lightning recorded them) or the
+    attributes named like the constructor's parameters, nested objects as specs of their own."""
     if isinstance(obj, tuple):
         return [spec_of(v) for v in obj]
-    return obj
-
-
-def _layouts_json(tables: MixedDimTables) -> dict[str, Any]:
-    return {name: {"mass": list(layout.blocks.mass),
-                   "columns": [c.tolist() for c in layout.columns]} for name, layout in tables.layouts.items()}  # fmt: skip
+    if isinstance(obj, JSON_VALUES):
+        return obj
+    cls = type(obj)
+    names = [n for n, p in inspect.signature(cls.__init__).parameters.items()
+             if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
+    values = dict(obj.hparams) if isinstance(obj, RecommenderTask) else {}
+    for name in names:
+        if name not in values:
+            if not hasattr(obj, name):
+                raise RunError(f"cannot save {cls.__name__}: its argument {name!r} is not kept as an attribute")
+            values[name] = getattr(obj, name)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {k: spec_of(v) for k, v in values.items()}}
 
 
 def supports(model: Recommender) -> bool:
-    """Whether `save` can write ``model`` (Lightning tasks, DNIS, MixedDimensions; baselines not yet)."""
-    return isinstance(model, (RecommenderTask, _PerBlockTask))
-
-
-def _torch_part(model: Recommender) -> tuple[RecommenderTask, str]:
-    """The task holding the weights and the state-dict prefix it is saved under."""
-    if isinstance(model, _PerBlockTask):
-        return model.task, "task."
-    if isinstance(model, RecommenderTask):
-        return model, ""
-    raise RunError(f"saving {type(model).__name__} is not supported yet: only Lightning tasks, DNIS and MixedDimensions")
+    """Whether `save` can write ``model`` (it implements the fitted-state protocol)."""
+    try:
+        model.fitted_state()
+    except NotSupportedError:
+        return False
+    return True
 
 
 def save(model: Recommender, folder: Path | str) -> Path:
     """Write a fitted ``model`` into ``folder`` (created; an existing non-empty folder is refused, never
-    overwritten); `load` reads it back."""
+    overwritten); `load` reads it back. A model without the fitted-state protocol raises `RunError` naming it."""
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise RunError(f"{folder} exists and is not empty: choose a new folder")
-    task, prefix = _torch_part(model)
+    try:
+        state = model.fitted_state()
+    except NotSupportedError as err:
+        raise RunError(str(err)) from err
+    spec = spec_of(model)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    sparse = {k: v for k, v in state.items() if sp.issparse(v)}
+    values = {k: v for k, v in state.items() if k not in tensors and k not in arrays and k not in sparse}
+    _check_values(model, arrays, sparse, values)
     train = model.train_data
     (folder / "train").mkdir(parents=True)
     for key, frame in _train_frames(train).items():
         frame.write_parquet(folder / "train" / f"{key}.parquet")
-    meta: dict[str, Any] = {"format": FORMAT, "spec": spec_of(model), "name": train.name,
-                            "trained_on": task.train_data.frame.height}  # fmt: skip
-    if isinstance(task.model.embeddings, MixedDimTables):
-        meta["layouts"] = _layouts_json(task.model.embeddings)
-    if isinstance(model, _PerBlockTask):
-        meta["report"] = model.report_
+    meta = {"format": FORMAT, "spec": spec, "name": train.name, "fitted": values}
     (folder / "recommender.json").write_text(json.dumps(meta, indent=2, default=_plain))
-    state = {f"{prefix}{k}": v.detach().contiguous().cpu() for k, v in task.state_dict().items()}
-    save_file(state, str(folder / "weights.safetensors"))
+    if tensors:
+        save_file(tensors, str(folder / "weights.safetensors"))
+    if arrays:
+        np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
+    if sparse:
+        (folder / "sparse").mkdir()
+        for key, matrix in sparse.items():
+            sp.save_npz(folder / "sparse" / f"{key}.npz", sp.csr_matrix(matrix))
     return folder
+
+
+def _check_values(model: Recommender, arrays: dict[str, np.ndarray], sparse: dict[str, Any], values: dict[str, Any]) -> None:
+    """Refuse, before anything is written, what the safe formats cannot hold: object arrays, sparse names that are
+    not file names, values that are not JSON."""
+    name = type(model).__name__
+    for key, array in arrays.items():
+        if array.dtype.hasobject:
+            raise RunError(f"cannot save {name}: its fitted array {key!r} holds Python objects")
+    for key in sparse:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise RunError(f"cannot save {name}: its sparse matrix name {key!r} is not a plain file name")
+    try:
+        json.dumps(values, default=_plain)
+    except TypeError as err:
+        raise RunError(f"cannot save {name}: a fitted value is neither an array nor JSON ({err})") from err
 
 
 def _plain(value: Any) -> Any:
@@ -119,31 +141,29 @@ def _train_of(folder: Path, meta: dict[str, Any]) -> Interactions:
                         read("user_features"), read("item_features"), name=meta["name"])  # fmt: skip
 
 
+def _state_of(folder: Path, meta: dict[str, Any]) -> dict[str, Fitted]:
+    """The fitted state `save` split over the folder's files, by name again."""
+    state: dict[str, Fitted] = dict(meta["fitted"])
+    if (folder / "weights.safetensors").exists():
+        state.update(load_file(str(folder / "weights.safetensors")))
+    if (folder / "arrays.npz").exists():
+        with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
+            state.update({key: arrays[key] for key in arrays.files})
+    for path in sorted((folder / "sparse").glob("*.npz")):
+        state[path.stem] = sp.load_npz(path).tocsr()
+    return state
+
+
 def load(folder: Path | str) -> Recommender:
-    """The recommender `save` wrote into ``folder``, ready to score (eval mode)."""
+    """The recommender `save` wrote into ``folder``, ready to score (tasks in eval mode)."""
     folder = Path(folder)
     path = folder / "recommender.json"
     if not path.exists():
         raise RunError(f"{folder}: no recommender.json (not a folder written by recsys.save)")
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
-        raise RunError(f"{path}: format {meta.get('format')!r}, this recsys reads format {FORMAT}")
+        raise RunError(f"{path}: format {meta.get('format')!r}, this recsys reads format {FORMAT} (save the model again)")
     model = build_recommender(meta["spec"], what=str(path))
-    train = _train_of(folder, meta)
-    task, prefix = _torch_part(model)
-    task.restore(train)
-    model._remember(train)
-    if "layouts" in meta:
-        state = load_file(str(folder / "weights.safetensors"))
-        specs = list(task.model.embeddings.specs.values())
-        layouts = {}
-        for name, saved in meta["layouts"].items():
-            blocks = FrequencyBlocks(state[f"{prefix}model.embeddings.{name}_block"].numpy(), tuple(saved["mass"]))
-            layouts[name] = FieldLayout(blocks, tuple(np.asarray(c, dtype=np.int64) for c in saved["columns"]))
-        task.model.embeddings = MixedDimTables(specs, layouts)
-    state = load_file(str(folder / "weights.safetensors"))
-    task.load_state_dict({k.removeprefix(prefix): v for k, v in state.items()})
-    if isinstance(model, _PerBlockTask):
-        model.report_ = meta.get("report", {})
-    task.eval()
+    model.restore(_train_of(folder, meta))
+    model.load_fitted_state(_state_of(folder, meta))
     return model

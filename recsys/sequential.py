@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+import torch
+
 from recsys.data.interactions import Interactions
 from recsys.data.sequences import Sequences
 from recsys.recommender import NotFittedError, Recommender
@@ -37,3 +40,10 @@ class SequentialRecommender(Recommender):
                 f"{self.n_users} × {self.n_items}"
             )
         return history
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        """Scores of the sequence ``items`` (codes, oldest first) as the history of user slot 0 (every other user's
+        history empty), so a user outside training is scored exactly as a training user with that history."""
+        indptr = np.concatenate([[0], np.full(self.n_users, len(items))]).astype(np.int64)
+        history = Sequences(indptr=indptr, items=np.asarray(items, dtype=np.int64), n_items=self.n_items)
+        return self.score(torch.zeros(1, dtype=torch.int64), history)[0]

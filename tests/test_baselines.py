@@ -12,6 +12,7 @@ from recsys.testing import RecommenderContract
 
 class TestPopularity(RecommenderContract):
     personalised = False
+    unsupported = frozenset({"similar_items"})
 
     def make_model(self):
         return Popularity()

@@ -145,12 +145,15 @@ class TestMFBPR(RecommenderContract):
 
 
 class TestNeuMFBCE(RecommenderContract):
+    unsupported = frozenset({"recommend_for_history", "similar_items"})  # a nonlinear head: no item vectors
+
     def make_model(self):
         return QuickBCE(NeuMF(8, 8, hidden=(16, 8), dropout=0.0), lr=0.01, negatives=2, seed=3)
 
 
 class TestDeepFMBPR(RecommenderContract):
     personalised = True
+    unsupported = frozenset({"recommend_for_history", "similar_items"})  # a nonlinear head: no item vectors
 
     def make_model(self):
         return QuickBPR(DeepFM(8, hidden=(16,), dropout=0.0), lr=0.02, seed=3)

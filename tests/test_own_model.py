@@ -14,6 +14,8 @@ from recsys.testing import RecommenderContract
 class Cooccurrence(Recommender):
     """Scores items by how often they co-occur with the user's training items (the README's example)."""
 
+    fitted_attributes = ("item_item_",)  # what fit learns: recsys.save writes it, recsys.load sets it again
+
     def __init__(self, damping: float = 1.0) -> None:
         self.damping = damping
 
@@ -29,6 +31,8 @@ class Cooccurrence(Recommender):
 
 
 class TestCooccurrence(RecommenderContract):
+    unsupported = frozenset({"recommend_for_history", "similar_items"})
+
     def make_model(self):
         return Cooccurrence()
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import recsys
-from recsys.baselines import ItemKNN
+from recsys.baselines import Popularity
 from recsys.errors import RunError
 from recsys.models import MF, FM, DeepFM, NeuMF
 from recsys.tasks import BCETask, BPRTask, ClickTask, MSETask
@@ -60,6 +60,12 @@ def test_an_item_without_training_rows_keeps_its_code(tmp_path) -> None:
     torch.testing.assert_close(loaded.score(torch.arange(3)), task.score(torch.arange(3)), rtol=0, atol=1e-6)
 
 
+class Counts(Popularity):
+    """A user's model that does not declare what it learned."""
+
+    fitted_attributes = None
+
+
 def test_save_refuses_a_non_empty_folder_and_unsupported_models(tmp_path) -> None:
     data = rated()
     (tmp_path / "taken").mkdir()
@@ -68,7 +74,8 @@ def test_save_refuses_a_non_empty_folder_and_unsupported_models(tmp_path) -> Non
     with pytest.raises(RunError, match="not empty"):
         recsys.save(task, tmp_path / "taken")
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
-    with pytest.raises(RunError, match="not supported yet"):
-        recsys.save(ItemKNN(k=5).fit(data), tmp_path / "knn")
+    with pytest.raises(RunError, match="Counts cannot be saved: it lists no fitted_attributes"):
+        recsys.save(Counts().fit(data), tmp_path / "counts")
+    assert not (tmp_path / "counts").exists()  # refused before anything is written
     with pytest.raises(RunError, match="no recommender.json"):
         recsys.load(tmp_path / "taken")

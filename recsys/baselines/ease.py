@@ -18,7 +18,11 @@ class EASE(Recommender):
 
     Args:
         reg: λ, the L2 penalty (RecBole's default 250).
+
+    A history outside training is scored like a user's row (x·B); ``B[i]`` is item i's similarity row.
     """
+
+    fitted_attributes = ("weights_",)
 
     def __init__(self, reg: float = 250.0) -> None:
         self.reg = reg
@@ -40,3 +44,11 @@ class EASE(Recommender):
         dense = torch.zeros(len(users), self.n_items)
         dense[torch.from_numpy(rows.row).long(), torch.from_numpy(rows.col).long()] = 1.0
         return dense @ self.weights_
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        dense = torch.zeros(self.n_items)
+        dense[torch.from_numpy(np.array(items, dtype=np.int64))] = 1.0
+        return dense @ self.weights_
+
+    def item_similarity(self, items: torch.Tensor) -> torch.Tensor:
+        return self.weights_[items]

@@ -12,6 +12,7 @@ y_ui ~ N(θ_u·β_i, 1/λ_y). EM alternates:
 Defaults are the reference implementation's (``n_components`` aside): λ_θ = λ_β = 1e-5, λ_y = 1, μ₀ = 0.01,
 α₁ = α₂ = 1, init std 0.01. Scores are θ_u·β_i (the clicked-if-exposed preference), or μ_i·θ_u·β_i with
 ``exposure_scores``. The grid is held densely (users × items), fine for ML-100k-, Coat- and Yahoo! R3-sized data.
+A history outside training is folded in by ridge regression against the item factors β (`fold_in`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.data.sequences import Sequences
-from recsys.recommender import Recommender
+from recsys.recommender import Recommender, fold_in
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class ExpoMF(Recommender):
         exposure_scores: rank by μ_i·θ_u·β_i instead of θ_u·β_i.
         seed: initialisation seed.
     """
+
+    fitted_attributes = ("theta_", "beta_", "mu_")
 
     def __init__(
         self,
@@ -99,3 +102,10 @@ class ExpoMF(Recommender):
             _ = self.train_data  # raises NotFittedError
         scores = self.theta_[users.cpu()] @ self.beta_.T  # [B, I]
         return scores * self.mu_ if self.exposure_scores else scores
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        scores = self.beta_ @ fold_in(self.beta_, items)
+        return scores * self.mu_ if self.exposure_scores else scores
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.beta_

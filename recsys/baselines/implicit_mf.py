@@ -11,13 +11,15 @@ from threadpoolctl import threadpool_limits
 
 from recsys.data.interactions import Interactions
 from recsys.data.sequences import Sequences
-from recsys.recommender import Recommender
+from recsys.recommender import Recommender, fold_in, history_csr
 
 
 class _ImplicitFactors(Recommender):
-    """Fits an `implicit` model on the users × items CSR and scores by the dot product of its factors."""
+    """Fits an `implicit` model on the users × items CSR and scores by the dot product of its factors. A history
+    outside training is folded in by ridge regression against the item factors (`fold_in`; ALS: its own solve)."""
 
     progress: bool
+    fitted_attributes = ("user_factors_", "item_factors_")
 
     @abstractmethod
     def _build(self) -> Any:
@@ -35,6 +37,12 @@ class _ImplicitFactors(Recommender):
 
     def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         return self.user_factors_[users] @ self.item_factors_.T
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        return self.item_factors_ @ fold_in(self.item_factors_, items)
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_factors_
 
 
 class ALS(_ImplicitFactors):
@@ -70,6 +78,15 @@ class ALS(_ImplicitFactors):
             factors=self.factors, regularization=self.regularization, alpha=self.alpha, iterations=self.iterations,
             random_state=self.seed, num_threads=self.threads,
         )  # fmt: skip
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        """The user's factors as implicit's ALS solves them against the frozen item factors
+        (``recalculate_user``: confidence 1 + alpha · count of each history item)."""
+        model = self._build()
+        model.item_factors = self.item_factors_.numpy()
+        with threadpool_limits(1, "blas"):
+            user = model.recalculate_user(0, history_csr(items, self.n_items))
+        return self.item_factors_ @ torch.from_numpy(np.asarray(user, dtype=np.float32))
 
 
 class BPR(_ImplicitFactors):

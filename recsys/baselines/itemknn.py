@@ -10,7 +10,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.data.sequences import Sequences
-from recsys.recommender import Recommender
+from recsys.recommender import Recommender, history_csr
 
 
 class ItemKNN(Recommender):
@@ -24,7 +24,12 @@ class ItemKNN(Recommender):
         k: neighbours kept per item.
         shrink: added to the cosine denominator; damps similarities built on few co-occurrences.
         block_size: target items per block when building the similarity matrix.
+
+    A history outside training is scored like a user's row; ``similarity_[i]`` (item i's weight towards each
+    target) is what `similar_items` ranks, so an item's similar items are what a history of it alone recommends.
     """
+
+    fitted_attributes = ("similarity_",)
 
     def __init__(self, k: int = 100, shrink: float = 0.0, block_size: int = 2048) -> None:
         if k < 1:
@@ -59,6 +64,16 @@ class ItemKNN(Recommender):
         return self
 
     def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
-        rows = self.seen()[users.numpy()]
+        return self._from_rows(self.seen()[users.numpy()])
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        return self._from_rows(history_csr(items, self.n_items))[0]
+
+    def item_similarity(self, items: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.similarity_[items.numpy()].toarray().astype(np.float32))
+
+    def _from_rows(self, rows: sp.csr_matrix) -> torch.Tensor:
+        """``[B, n_items]`` scores of users × items rows (made binary: a repeated item counts once)."""
+        rows = rows.copy()
         rows.data[:] = 1.0
         return torch.from_numpy((rows @ self.similarity_).toarray().astype(np.float32))

@@ -16,8 +16,11 @@ class Popularity(Recommender):
     """Scores every item by its number of training interactions (the same list for every user).
 
     Unlike RecBole's ``Pop`` (which adds at most one per item per training batch and also counts sampled
-    negatives), the counts here are the true interaction counts of the training split.
+    negatives), the counts here are the true interaction counts of the training split. A history outside training
+    gets the same counts.
     """
+
+    fitted_attributes = ("counts_",)
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         self._remember(train)
@@ -26,3 +29,6 @@ class Popularity(Recommender):
 
     def score(self, users: torch.Tensor, history: Sequences | None = None) -> torch.Tensor:
         return self.counts_.unsqueeze(0).repeat(len(users), 1)
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        return self.counts_.clone()

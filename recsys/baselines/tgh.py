@@ -107,22 +107,34 @@ class TGH(SequentialRecommender):
         return sum(self.budgets) + sum(self.second_budgets)
 
     # ------------------------------------------------------------------------------------------ fit
+    fitted_attributes = ("vectors_",)
+    """The unit text vectors (the encoder is not run again at load); the graph comes back from the training data."""
+
     def fit(self, train: Interactions, valid: Interactions | None = None, *, vectors: np.ndarray | None = None) -> Self:
         """Build the transition graph and rings from ``train``; ``vectors`` ``[n_items, d]`` overrides the encoder."""
         from recsys.embeddings.text import item_vectors  # on use: recsys.embeddings loads torchrec
 
-        self._remember(train)
-        a, b = self.history_or_training(None).transitions()
-        self.counts_ = transition_counts(a, b, train.n_items)
-        self.rings_ = hop_rings(self.counts_, max(len(self.budgets), len(self.second_budgets)))
-        self.bonus_ = edge_bonus(self.counts_)
-        self.nodes_ = np.unique(np.concatenate([a, b]))  # the padding pool: every graph node, ascending
+        self.restore(train)
         chosen = item_vectors(train, self.encoder) if vectors is None else vectors
         if chosen.shape[0] != train.n_items:
             raise ValueError(f"item vectors have {chosen.shape[0]} rows; the data has {train.n_items} items")
         norms = np.linalg.norm(chosen, axis=1, keepdims=True)
         self.vectors_ = (chosen / np.where(norms == 0, 1.0, norms)).astype(np.float32)
         return self
+
+    def restore(self, train: Interactions) -> None:
+        """The transition graph, rings, edge bonus and padding pool of ``train``."""
+        self._remember(train)
+        a, b = self.history_or_training(None).transitions()
+        self.counts_ = transition_counts(a, b, train.n_items)
+        self.rings_ = hop_rings(self.counts_, max(len(self.budgets), len(self.second_budgets)))
+        self.bonus_ = edge_bonus(self.counts_)
+        self.nodes_ = np.unique(np.concatenate([a, b]))  # the padding pool: every graph node, ascending
+
+    def item_similarity(self, items: torch.Tensor) -> torch.Tensor:
+        """``[B, n_items]`` what a history of each item alone scores: its TGH list from the transition graph first
+        (the text cosine alone carries no sense of which items follow which)."""
+        return torch.stack([self.score_history(np.array([item])) for item in items.tolist()])
 
     # ------------------------------------------------------------------------------------------ lists
     def rank_lists(self, users: np.ndarray, history: Sequences | None = None) -> np.ndarray:

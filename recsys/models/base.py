@@ -85,6 +85,12 @@ class PairModel(nn.Module):
     def all_scores(self, user: State, item: State) -> torch.Tensor:
         """``[B, N]`` scores of ``B`` users against ``N`` items."""
 
+    def dot_vectors(self, item: State) -> torch.Tensor | None:
+        """``[N, d]`` item vectors v_i such that every user's `all_scores` are u · v_i plus a per-user constant, for
+        some user vector u (fold-in solves for it; similar items compare them); None where scores are not a dot
+        product (a nonlinear head)."""
+        return None
+
     def forward(self, features: KeyedJaggedTensor) -> torch.Tensor:
         """Scores ``[B]`` of the (user, item) rows in ``features`` (keys ``field_names``, stride ``B``)."""
         pooled = self.embeddings(features)

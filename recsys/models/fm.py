@@ -53,6 +53,10 @@ class FM(PairModel):
     def all_scores(self, user: State, item: State) -> torch.Tensor:
         return self.global_bias + user["self"][:, None] + item["self"][None, :] + user["sum"] @ item["sum"].T
 
+    def dot_vectors(self, item: State) -> torch.Tensor | None:
+        """``[N, d + 1]`` ``[Σ v_f, item's own terms]``, which the user's ``[Σ v_f, 1]`` scores."""
+        return torch.cat([item["sum"], item["self"][:, None]], dim=1)
+
 
 class DeepFM(FM):
     """FM plus an MLP over the concatenated field embeddings (shared with the FM part), summed as logits.
@@ -89,6 +93,9 @@ class DeepFM(FM):
 
     def pair_scores(self, user: State, item: State) -> torch.Tensor:
         return super().pair_scores(user, item) + self.rest(user["h"] + item["h"]).squeeze(-1)
+
+    def dot_vectors(self, item: State) -> torch.Tensor | None:
+        return None  # the MLP over both sides is not a dot product
 
     def all_scores(self, user: State, item: State) -> torch.Tensor:
         deep = pairwise_head(user["h"], item["h"], lambda pairs: self.rest(pairs).squeeze(-1))

@@ -74,5 +74,9 @@ class MF(PairModel):
         differences = nn.functional.embedding_bag(ids, table, offsets, mode="sum", per_sample_weights=signs)
         return (differences.view(batch, k, -1) * user[:, None, :]).sum(-1)
 
+    def dot_vectors(self, item: State) -> torch.Tensor:
+        """``[N, dim (+1)]`` ``[q_i, b_i]``, which the user's ``[p_u, 1]`` scores."""
+        return item["vec"]
+
     def all_scores(self, user: State, item: State) -> torch.Tensor:
         return torch.addmm((user["bias"] + self.global_bias)[:, None], user["vec"], item["vec"].T)  # [B, N]

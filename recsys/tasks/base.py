@@ -30,7 +30,7 @@ from recsys.errors import RunError
 from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS
 from recsys.models.base import PairModel, State
-from recsys.recommender import Recommender
+from recsys.recommender import Fitted, NotSupportedError, Recommender, fold_in
 from recsys.tasks.training import SharedThreads, fit_task
 
 Batch = dict[str, torch.Tensor]
@@ -177,6 +177,16 @@ class RecommenderTask(L.LightningModule, Recommender):
     def restore(self, train: Interactions) -> None:
         """Build the model for ``train`` without training, so that a saved state dict loads into it."""
         self.attach(InteractionsDataModule.from_splits(train, seed=self.seed))
+
+    def fitted_state(self) -> dict[str, Fitted]:
+        """The state dict (CPU tensors)."""
+        _ = self.train_data  # raises NotFittedError
+        return {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+
+    def load_fitted_state(self, state: dict[str, Fitted]) -> None:
+        """Load the state dict and switch to eval mode."""
+        self.load_state_dict(state)
+        self.eval()
 
     def train_dataloader(self) -> Any:
         data: InteractionsDataModule = self.trainer.datamodule
@@ -404,6 +414,21 @@ class PairModelTask(RecommenderTask):
         with torch.no_grad():
             items = self._item_state()
             return self.model.all_scores(self.model.encode("user", users.to(self.device)), items)
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        """Fold-in: the user vector solved by ridge regression against the frozen item vectors (`fold_in`)."""
+        vectors = self.item_vectors()
+        return vectors @ fold_in(vectors, items)
+
+    def item_vectors(self) -> torch.Tensor:
+        """``[n_items, d]`` the model's `dot_vectors` (models whose scores are a dot product: MF, FM)."""
+        with torch.no_grad():
+            vectors = self.model.dot_vectors(self._item_state())
+        if vectors is None:
+            raise NotSupportedError(f"{type(self).__name__}({type(self.model).__name__}) scores through a nonlinear "
+                                    "head: it has no item vectors to fold a history into or compare "
+                                    "(recommend_for_history and similar_items are not available)")  # fmt: skip
+        return vectors
 
     def _item_state(self) -> State:
         version = (self.global_step, id(self.model.embeddings))

@@ -34,7 +34,7 @@ from recsys.embeddings.mixed import FieldLayout, MixedDimTables, SearchedTables
 from recsys.embeddings.selection import SelectionMode
 from recsys.embeddings.tables import TableSpec
 from recsys.evaluation.evaluator import Evaluation
-from recsys.recommender import Recommender
+from recsys.recommender import Fitted, Recommender
 from recsys.tasks.base import Batch, PairModelTask
 from recsys.tasks.training import quiet_lightning
 
@@ -241,7 +241,9 @@ class _PerBlockTask(Recommender):
     """A pair-model task whose tables are cut into frequency blocks: shared by `DNIS` and `MixedDimensions`.
 
     Scores, judges and reports through the task; after `fit`, ``report_`` holds the layout's sizes and the
-    allocation table, and `write_report` writes them (with a heat-map) into a run folder.
+    allocation table, and `write_report` writes them (with a heat-map) into a run folder. Its fitted state is the
+    task's (under ``task.``), each field's layout (block masses and kept columns; the block of each id is a buffer
+    of the tables) and the report.
     """
 
     def __init__(self, task: PairModelTask, blocks: Split, budget: float | None, patience: int, batch_size: int,
@@ -262,6 +264,36 @@ class _PerBlockTask(Recommender):
     def judge(self, part: Interactions, exclude: list[Interactions], k: Sequence[int] | None = None,
               users: np.ndarray | None = None) -> Evaluation:  # fmt: skip
         return self.task.judge(part, exclude, k, users)
+
+    def score_history(self, items: np.ndarray) -> torch.Tensor:
+        return self.task.score_history(items)
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.task.item_vectors()
+
+    # saving
+    def fitted_state(self) -> dict[str, Fitted]:
+        tables: MixedDimTables = self.task.model.embeddings
+        layouts = {name: {"mass": list(layout.blocks.mass), "columns": [c.tolist() for c in layout.columns]}
+                   for name, layout in tables.layouts.items()}  # fmt: skip
+        state: dict[str, Fitted] = {f"task.{k}": v for k, v in self.task.fitted_state().items()}
+        return {**state, "layouts": layouts, "report": self.report_}
+
+    def restore(self, train: Interactions) -> None:
+        self.task.restore(train)
+        self._remember(train)
+
+    def load_fitted_state(self, state: dict[str, Fitted]) -> None:
+        """Rebuild the mixed-dimension tables from the saved layouts, then load the task's weights into them."""
+        model = self.task.model
+        specs = list(model.embeddings.specs.values())
+        layouts = {}
+        for name, saved in state["layouts"].items():  # type: ignore[union-attr]
+            blocks = FrequencyBlocks(state[f"task.model.embeddings.{name}_block"].numpy(), tuple(saved["mass"]))  # type: ignore[union-attr]
+            layouts[name] = FieldLayout(blocks, tuple(np.asarray(c, dtype=np.int64) for c in saved["columns"]))
+        model.embeddings = MixedDimTables(specs, layouts)
+        self.task.load_fitted_state({k.removeprefix("task."): v for k, v in state.items() if k.startswith("task.")})
+        self.report_ = state["report"]  # type: ignore[assignment]
 
     def params(self) -> dict:
         own = {k: v for k, v in vars(self).items() if not k.endswith("_") and k != "task" and not k.startswith("_")}

@@ -91,6 +91,11 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
         with torch.no_grad():
             return self.model.last_state(inputs) @ self.model.item_vectors().T
 
+    def item_vectors(self) -> torch.Tensor:
+        """``[n_items, d]`` the item table's rows (what every hidden state is scored against)."""
+        with torch.no_grad():
+            return self.model.item_vectors()
+
     # ------------------------------------------------------------------------------------------ Python API
     def fit(
         self,
