@@ -108,12 +108,6 @@ class _FieldLookups(nn.Module):
         return next(self.buffers()).device
 
 
-def _register_blocks(module: nn.Module, name: str, blocks: FrequencyBlocks) -> None:
-    """``<name>_block`` (int8, saved: the layout's only per-id data) and ``<name>_row`` (int32, derived)."""
-    module.register_buffer(f"{name}_block", torch.from_numpy(blocks.block_of.astype(np.int8)))
-    module.register_buffer(f"{name}_row", torch.from_numpy(blocks.position.astype(np.int32)), persistent=False)
-
-
 class SearchedTables(_FieldLookups):
     """Dense tables under a soft selection: row ``e_f`` of a field looks up as ``e_f ⊙ [W[b(f)] ⊙ keep[b(f)], 1]``
     (``W`` the block's `SoftSelection` weights, ``keep`` the pruning mask, 1 for the scalar columns).
@@ -166,10 +160,10 @@ class SearchedTables(_FieldLookups):
         """``{field: [S, D]}`` mean ``|e_fk · W_bk|`` over each block's rows: the α-weighted magnitude pruning ranks."""
         out = {}
         for name, spec in self.specs.items():
-            weighted = self.weight(name)[:, : spec.vector_dim].abs() * self.selections[name].weights()[
-                torch.from_numpy(self.blocks[name].block_of.astype(np.int64)).to(self._device())]  # fmt: skip
+            block = getattr(self, f"{name}_block")  # [rows] int64, on the tables' device
+            weighted = self.weight(name)[:, : spec.vector_dim].abs() * self.selections[name].weights()[block]
             sums = torch.zeros(self.blocks[name].n_blocks, spec.vector_dim, device=weighted.device)
-            sums.index_add_(0, torch.from_numpy(self.blocks[name].block_of.astype(np.int64)).to(weighted.device), weighted)
+            sums.index_add_(0, block, weighted)
             sizes = torch.tensor(self.blocks[name].sizes, device=weighted.device).clamp(min=1)[:, None]
             out[name] = (sums / sizes).cpu().numpy()
         return out
@@ -209,10 +203,15 @@ class MixedDimTables(_FieldLookups):
         super().__init__()
         self.specs, self.layouts = {s.name: s for s in specs}, layouts
         self.block_tables: dict[str, dict[int, str]] = {}
+        self.host_rows: dict[str, np.ndarray] = {}
         tables = []
         for name, spec in self.specs.items():
             layout = layouts[name]
-            _register_blocks(self, name, layout.blocks)
+            # <name>_block (int8) is the layout's only saved per-id data; the row inside the block follows from it
+            rows = layout.blocks.position.astype(np.int32)
+            self.host_rows[name] = rows  # the sharded lookup builds its KJT on the host
+            self.register_buffer(f"{name}_block", torch.from_numpy(layout.blocks.block_of.astype(np.int8)))
+            self.register_buffer(f"{name}_row", torch.from_numpy(rows), persistent=False)
             self.block_tables[name] = {}
             for b, (rows, columns) in enumerate(zip(layout.blocks.sizes, layout.columns)):
                 width = len(columns) + spec.scalars
@@ -264,7 +263,7 @@ class MixedDimTables(_FieldLookups):
                 ids, lens = field.lookup(codes.cpu().numpy())
             bag_sizes[name] = lens
             block = self.layouts[name].blocks.block_of[ids]
-            row = getattr(self, f"{name}_row").cpu().numpy()[ids]
+            row = self.host_rows[name][ids]
             bag = np.repeat(np.arange(batch), lens)
             for b, table in self.block_tables[name].items():
                 mine = block == b
