@@ -10,12 +10,15 @@ Safe formats only, never a pickle of code:
 - ``sparse/<name>.npz``: the fitted sparse matrices (scipy's format, read without pickle);
 - ``train/``: the training interactions as Parquet (coded rows, both vocabularies, feature frames), from which
   vocabularies, feature fields, seen items and whatever a model derives from its data (`restore`) come back.
+
+`load` reads such a folder, and also what `recsys fit` writes: a Lightning checkpoint or a whole run folder.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -32,9 +35,11 @@ from recsys.errors import RunError
 from recsys.recommender import Fitted, NotSupportedError, Recommender
 from recsys.specs import build_recommender
 from recsys.tasks.base import RecommenderTask
+from recsys.tasks.checkpoints import best_checkpoint, load_checkpoint
 
 FORMAT = 2
 JSON_VALUES = (str, int, float, bool, type(None), list, dict, np.generic)
+log = logging.getLogger(__name__)
 
 
 def spec_of(obj: Any) -> Any:
@@ -154,12 +159,30 @@ def _state_of(folder: Path, meta: dict[str, Any]) -> dict[str, Fitted]:
     return state
 
 
-def load(folder: Path | str) -> Recommender:
-    """The recommender `save` wrote into ``folder``, ready to score (tasks in eval mode)."""
-    folder = Path(folder)
+def load(path: Path | str) -> Recommender:
+    """The fitted recommender at ``path``, ready to score (tasks in eval mode): a folder `save` wrote, a Lightning
+    checkpoint of `recsys fit` (`recsys.tasks.checkpoints.load_checkpoint`), or a `recsys fit` run folder: its
+    ``model/`` (a ``recommender:`` run), else its best checkpoint (`best_checkpoint`: ``best-*.ckpt``, else
+    ``last.ckpt``)."""
+    path = Path(path)
+    if path.is_file():
+        return load_checkpoint(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such file or folder")
+    if (path / "model" / "recommender.json").exists():
+        log.info("%s: loading the fitted model in model/", path)
+        return _load_saved(path / "model")
+    if (path / "checkpoints").is_dir():
+        return load_checkpoint(best_checkpoint(path))
+    return _load_saved(path)
+
+
+def _load_saved(folder: Path) -> Recommender:
+    """The recommender `save` wrote into ``folder``."""
     path = folder / "recommender.json"
     if not path.exists():
-        raise RunError(f"{folder}: no recommender.json (not a folder written by recsys.save)")
+        raise RunError(f"{folder}: no recommender.json (not a folder written by recsys.save), no model/ and no "
+                       "checkpoints/ (not a `recsys fit` run folder)")  # fmt: skip
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
         raise RunError(f"{path}: format {meta.get('format')!r}, this recsys reads format {FORMAT} (save the model again)")
