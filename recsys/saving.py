@@ -5,17 +5,21 @@ Safe formats only, never a pickle of code:
 
 - ``recommender.json``: the typed constructor spec ``{class_path, init_args}`` (rebuilt through the same
   jsonargparse path as a YAML run) and the JSON values of the fitted state (DNIS layouts, reports);
-- ``weights.safetensors``: the fitted tensors (a task's state dict, factor matrices);
+- ``weights.safetensors``: the fitted tensors (a task's state dict, factor matrices), each in its own memory
+  order again when loaded (a column-major matrix is multiplied by another kernel, whose last bits differ);
 - ``arrays.npz``: the fitted NumPy arrays (read with ``allow_pickle=False``);
 - ``sparse/<name>.npz``: the fitted sparse matrices (scipy's format, read without pickle);
 - ``train/``: the training interactions as Parquet (coded rows, both vocabularies, feature frames), from which
   vocabularies, feature fields, seen items and whatever a model derives from its data (`restore`) come back.
+
+`load` reads such a folder, and also what `recsys fit` writes: a Lightning checkpoint or a whole run folder.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -32,9 +36,11 @@ from recsys.errors import RunError
 from recsys.recommender import Fitted, NotSupportedError, Recommender
 from recsys.specs import build_recommender
 from recsys.tasks.base import RecommenderTask
+from recsys.tasks.checkpoints import best_checkpoint, load_checkpoint
 
 FORMAT = 2
 JSON_VALUES = (str, int, float, bool, type(None), list, dict, np.generic)
+log = logging.getLogger(__name__)
 
 
 def spec_of(obj: Any) -> Any:
@@ -77,7 +83,8 @@ def save(model: Recommender, folder: Path | str) -> Path:
     except NotSupportedError as err:
         raise RunError(str(err)) from err
     spec = spec_of(model)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v.detach().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    orders = {k: _memory_order(v) for k, v in tensors.items()}
     arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
     sparse = {k: v for k, v in state.items() if sp.issparse(v)}
     values = {k: v for k, v in state.items() if k not in tensors and k not in arrays and k not in sparse}
@@ -86,10 +93,11 @@ def save(model: Recommender, folder: Path | str) -> Path:
     (folder / "train").mkdir(parents=True)
     for key, frame in _train_frames(train).items():
         frame.write_parquet(folder / "train" / f"{key}.parquet")
-    meta = {"format": FORMAT, "spec": spec, "name": train.name, "fitted": values}
+    meta = {"format": FORMAT, "spec": spec, "name": train.name, "fitted": values,
+            "memory_orders": {k: order for k, order in orders.items() if order != sorted(order)}}  # fmt: skip
     (folder / "recommender.json").write_text(json.dumps(meta, indent=2, default=_plain))
     if tensors:
-        save_file(tensors, str(folder / "weights.safetensors"))
+        save_file({k: v.permute(orders[k]).contiguous() for k, v in tensors.items()}, str(folder / "weights.safetensors"))
     if arrays:
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
     if sparse:
@@ -97,6 +105,12 @@ def save(model: Recommender, folder: Path | str) -> Path:
         for key, matrix in sparse.items():
             sp.save_npz(folder / "sparse" / f"{key}.npz", sp.csr_matrix(matrix))
     return folder
+
+
+def _memory_order(tensor: torch.Tensor) -> list[int]:
+    """The tensor's dimensions from the slowest-varying in memory to the fastest: ``[0, 1]`` row-major, ``[1, 0]``
+    column-major (what `torch.linalg.inv` or scipy's ``toarray`` of a CSC product give)."""
+    return sorted(range(tensor.dim()), key=lambda d: -tensor.stride(d))
 
 
 def _check_values(model: Recommender, arrays: dict[str, np.ndarray], sparse: dict[str, Any], values: dict[str, Any]) -> None:
@@ -146,6 +160,8 @@ def _state_of(folder: Path, meta: dict[str, Any]) -> dict[str, Fitted]:
     state: dict[str, Fitted] = dict(meta["fitted"])
     if (folder / "weights.safetensors").exists():
         state.update(load_file(str(folder / "weights.safetensors")))
+    for key, order in meta.get("memory_orders", {}).items():  # absent from folders saved before it was kept
+        state[key] = state[key].permute(np.argsort(order).tolist())  # type: ignore[union-attr]
     if (folder / "arrays.npz").exists():
         with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
             state.update({key: arrays[key] for key in arrays.files})
@@ -154,12 +170,30 @@ def _state_of(folder: Path, meta: dict[str, Any]) -> dict[str, Fitted]:
     return state
 
 
-def load(folder: Path | str) -> Recommender:
-    """The recommender `save` wrote into ``folder``, ready to score (tasks in eval mode)."""
-    folder = Path(folder)
+def load(path: Path | str) -> Recommender:
+    """The fitted recommender at ``path``, ready to score (tasks in eval mode): a folder `save` wrote, a Lightning
+    checkpoint of `recsys fit` (`recsys.tasks.checkpoints.load_checkpoint`), or a `recsys fit` run folder: its
+    ``model/`` (a ``recommender:`` run), else its best checkpoint (`best_checkpoint`: ``best-*.ckpt``, else
+    ``last.ckpt``)."""
+    path = Path(path)
+    if path.is_file():
+        return load_checkpoint(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such file or folder")
+    if (path / "model" / "recommender.json").exists():
+        log.info("%s: loading the fitted model in model/", path)
+        return _load_saved(path / "model")
+    if (path / "checkpoints").is_dir():
+        return load_checkpoint(best_checkpoint(path))
+    return _load_saved(path)
+
+
+def _load_saved(folder: Path) -> Recommender:
+    """The recommender `save` wrote into ``folder``."""
     path = folder / "recommender.json"
     if not path.exists():
-        raise RunError(f"{folder}: no recommender.json (not a folder written by recsys.save)")
+        raise RunError(f"{folder}: no recommender.json (not a folder written by recsys.save), no model/ and no "
+                       "checkpoints/ (not a `recsys fit` run folder)")  # fmt: skip
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
         raise RunError(f"{path}: format {meta.get('format')!r}, this recsys reads format {FORMAT} (save the model again)")

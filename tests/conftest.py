@@ -43,16 +43,28 @@ def small_frame() -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["uid", "iid", "stars", "ts"], orient="row")
 
 
-@pytest.fixture()
-def tiny_dataset(tmp_path, monkeypatch) -> Path:
-    """50 users × 12 of 60 items with timestamps, imported as ``tiny`` into a data cache under ``tmp_path``
+def import_tiny(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """50 users × 12 of 60 items with timestamps, imported as ``tiny`` into a data cache under ``folder``
     (returned), for end-to-end runs of configs that name a dataset."""
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(folder / "cache"))
     rng = np.random.default_rng(5)
     rows = [(u, int(i), int(t)) for u in range(50) for t, i in enumerate(rng.choice(60, 12, replace=False))]
-    pl.DataFrame(rows, schema=["u", "i", "t"], orient="row").write_csv(tmp_path / "tiny.csv")
-    import_file(tmp_path / "tiny.csv", name="tiny", user_col="u", item_col="i", timestamp_col="t")
-    return tmp_path
+    pl.DataFrame(rows, schema=["u", "i", "t"], orient="row").write_csv(folder / "tiny.csv")
+    import_file(folder / "tiny.csv", name="tiny", user_col="u", item_col="i", timestamp_col="t")
+    return folder
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path, monkeypatch) -> Path:
+    """`import_tiny` for one test."""
+    return import_tiny(tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset_module(tmp_path_factory) -> Iterator[Path]:
+    """`import_tiny` for the tests of one module (for runs fitted once and read by several tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield import_tiny(tmp_path_factory.mktemp("tiny"), patch)
 
 
 @pytest.fixture(scope="module")

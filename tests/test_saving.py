@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import recsys
-from recsys.baselines import Popularity
+from recsys.baselines import EASE, Popularity
 from recsys.errors import RunError
 from recsys.models import MF, FM, DeepFM, NeuMF
 from recsys.tasks import BCETask, BPRTask, ClickTask, MSETask
@@ -58,6 +58,15 @@ def test_an_item_without_training_rows_keeps_its_code(tmp_path) -> None:
     loaded = recsys.load(recsys.save(task, tmp_path / "m"))
     assert loaded.train_data.items == train.items and loaded.n_items == train.n_items
     torch.testing.assert_close(loaded.score(torch.arange(3)), task.score(torch.arange(3)), rtol=0, atol=1e-6)
+
+
+def test_a_column_major_tensor_loads_column_major(tmp_path) -> None:
+    """EASE's weights come column-major from `torch.linalg.inv`; loaded row-major, they would be multiplied by
+    another kernel, whose last bits differ."""
+    model = EASE(reg=10.0).fit(rated())
+    assert not model.weights_.is_contiguous()
+    loaded = recsys.load(recsys.save(model, tmp_path / "ease"))
+    assert loaded.weights_.stride() == model.weights_.stride() and torch.equal(loaded.weights_, model.weights_)
 
 
 class Counts(Popularity):

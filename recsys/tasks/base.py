@@ -13,6 +13,7 @@ import difflib
 import logging
 from abc import abstractmethod
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, Sequence
 
 import lightning as L
@@ -31,6 +32,7 @@ from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.evaluation.metrics import CATALOGUE_METRICS, USER_METRICS
 from recsys.models.base import PairModel, State
 from recsys.recommender import Fitted, NotSupportedError, Recommender, fold_in
+from recsys.tasks.checkpoints import load_checkpoint
 from recsys.tasks.training import SharedThreads, fit_task
 
 Batch = dict[str, torch.Tensor]
@@ -187,6 +189,18 @@ class RecommenderTask(L.LightningModule, Recommender):
         """Load the state dict and switch to eval mode."""
         self.load_state_dict(state)
         self.eval()
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]  # Lightning's hparams_file, strict, ... do not apply
+        cls, checkpoint_path: str | Path, map_location: str | torch.device | None = None,
+    ) -> Self:
+        """The task a `recsys fit` checkpoint holds, ready to score: `recsys.tasks.checkpoints.load_checkpoint`, as
+        `recsys.load` does (Lightning's own loader cannot rebuild it: the model is built for the data, which a
+        checkpoint lacks), moved to ``map_location`` when given."""
+        task = load_checkpoint(checkpoint_path)
+        if not isinstance(task, cls):
+            raise RunError(f"{checkpoint_path} holds a {type(task).__name__}, not a {cls.__name__}")
+        return task if map_location is None else task.to(map_location)
 
     def train_dataloader(self) -> Any:
         data: InteractionsDataModule = self.trainer.datamodule
