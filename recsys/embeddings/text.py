@@ -5,10 +5,12 @@ cached per dataset under the data cache folder, keyed by the encoder and a hash 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +35,13 @@ def item_vectors(data: Interactions, encoder: str = "minilm", *, cache: bool = T
     """
     if encoder == "features":
         return _normalise(_feature_vectors(data))
-    texts = item_texts(data)
-    path = _cache_path(data.name, encoder, texts) if cache else None
+    return text_vectors(item_texts(data), encoder, cache_name=data.name if cache else None)
+
+
+def text_vectors(texts: list[str], encoder: str = "minilm", *, cache_name: str | None = None) -> np.ndarray:
+    """``[len(texts), d]`` float32 L2-normalised vectors of any texts (``minilm``, ``tfidf`` or a
+    sentence-transformers folder), cached under ``<data cache>/<cache_name>/item-vectors/`` when a name is given."""
+    path = _cache_path(cache_name, encoder, texts) if cache_name is not None else None
     if path is not None and path.exists():
         return np.load(path)
     if encoder == "tfidf":
@@ -45,7 +52,7 @@ def item_vectors(data: Interactions, encoder: str = "minilm", *, cache: bool = T
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)
-        log.info("cached %s item vectors of %s in %s", encoder, data.name, path)
+        log.info("cached %s text vectors in %s", encoder, path)
     return vectors
 
 
@@ -67,6 +74,15 @@ def _tfidf(texts: list[str]) -> np.ndarray:
 
 
 def _sentence_transformer(texts: list[str], encoder: str) -> np.ndarray:
+    model = _encoder(encoder)
+    log.info("encoding %d texts with %s", len(texts), encoder)
+    return model.encode(texts, batch_size=256, show_progress_bar=False, convert_to_numpy=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(encoder: str) -> Any:
+    """The sentence-transformers model of ``encoder``, loaded once per process (LLM grounding encodes each batch's
+    generations)."""
     from sentence_transformers import SentenceTransformer
 
     if encoder == "minilm":
@@ -79,9 +95,7 @@ def _sentence_transformer(texts: list[str], encoder: str) -> np.ndarray:
             raise FileNotFoundError(
                 f"encoder {encoder!r} is neither one of {ENCODERS} nor an existing sentence-transformers model folder"
             )
-    model = SentenceTransformer(str(folder), device="cpu")
-    log.info("encoding %d item texts with %s", len(texts), folder)
-    return model.encode(texts, batch_size=256, show_progress_bar=False, convert_to_numpy=True)
+    return SentenceTransformer(str(folder), device="cpu")
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

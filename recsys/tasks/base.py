@@ -181,9 +181,16 @@ class RecommenderTask(L.LightningModule, Recommender):
         self.attach(InteractionsDataModule.from_splits(train, seed=self.seed))
 
     def fitted_state(self) -> dict[str, Fitted]:
-        """The state dict (CPU tensors)."""
+        """The state dict (CPU tensors; tied weights, e.g. an LM head and its word embeddings, as separate copies,
+        since safetensors refuses shared memory)."""
         _ = self.train_data  # raises NotFittedError
-        return {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+        state, seen = {}, set()
+        for name, tensor in self.state_dict().items():
+            tensor = tensor.detach().contiguous().cpu()
+            pointer = tensor.data_ptr()
+            state[name] = tensor.clone() if pointer in seen and tensor.numel() else tensor
+            seen.add(pointer)
+        return state
 
     def load_fitted_state(self, state: dict[str, Fitted]) -> None:
         """Load the state dict and switch to eval mode."""
