@@ -26,20 +26,7 @@ from recsys.data.modules import InteractionsDataModule
 from recsys.mnar import PopularityPropensity
 from recsys.models import MF
 from recsys.tasks.mnar import RelMFTask
-from recsys.tasks.training import quiet_lightning
-
-
-class EpochTimer(L.Callback):
-    """Wall time of each training epoch."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
+from recsys.tasks.training import EpochTimer, quiet_lightning
 
 
 def bare_epoch(users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, n_users: int, n_items: int,

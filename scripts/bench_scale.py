@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import polars as pl
 import torch
@@ -43,6 +42,7 @@ from recsys.embeddings.tables import FUSED_ROWS
 from recsys.evaluation.evaluator import evaluate
 from recsys.models import MF
 from recsys.tasks import BPRTask
+from recsys.tasks.training import EpochTimer
 
 BATCH = 2048
 DIM = 64
@@ -63,19 +63,6 @@ def synthetic(n_users: int, n_items: int, n: int, seed: int, zipf: float | None 
     items = rng.permutation(np.concatenate([np.arange(n_items), rest]))
     frame = pl.DataFrame({"user": users.astype(np.int32), "item": items.astype(np.int32)}).unique()
     return Interactions.from_frame(frame, name=f"synthetic-{n_users}x{n_items}")
-
-
-class EpochTimer(L.Callback):
-    """Seconds of each training epoch (first batch fetched to last step done)."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.seconds.append(time.perf_counter() - self._started)
 
 
 def recsys_epoch(data: Interactions, fused_rows: int | None = FUSED_ROWS, progress: bool = False) -> tuple[float, BPRTask]:

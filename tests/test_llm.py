@@ -48,6 +48,9 @@ def test_windows_take_up_to_max_history_previous_items() -> None:
     assert windows.users.tolist() == [0, 0, 0, 2]
     assert windows.targets.tolist() == [2, 3, 4, 7]
     assert [windows.of(s).tolist() for s in range(len(windows))] == [[1], [1, 2], [2, 3], [6]]
+    tiled = history_windows(sequences([1, 2, 3, 4, 5, 6, 7], [8, 9]), max_history=2, stride=3)
+    assert tiled.targets.tolist() == [4, 7, 9]  # counted back from each user's last item
+    assert [tiled.of(s).tolist() for s in range(len(tiled))] == [[2, 3], [5, 6], [8]]
 
 
 def test_default_template_is_dealrecs_alpaca_prompt() -> None:

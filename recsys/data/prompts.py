@@ -72,16 +72,19 @@ class Windows:
         return self.history[self.indptr[sample] : self.indptr[sample + 1]]
 
 
-def history_windows(sequences: Sequences, max_history: int = 10) -> Windows:
+def history_windows(sequences: Sequences, max_history: int = 10, stride: int = 1) -> Windows:
     """Every (≤ ``max_history`` previous items → next item) window of every user's sequence, as BIGRec builds
-    its samples (a user's first item has no history and gives none). Vectorised over events."""
-    if max_history < 1:
-        raise ValueError(f"max_history must be >= 1, got {max_history}")
+    its samples (a user's first item has no history and gives none); with ``stride`` s only every s-th window
+    counted back from each user's last item (s = ``max_history`` + 1: windows that tile the sequence, each
+    transition inside one prompt once). Vectorised over events."""
+    if max_history < 1 or stride < 1:
+        raise ValueError(f"max_history and stride must be >= 1, got {max_history}, {stride}")
     lengths = sequences.lengths
     users = np.repeat(np.arange(sequences.n_users), lengths)
     events = np.arange(len(sequences.items))
     starts = sequences.indptr[:-1][users]
-    keep = events > starts  # positions ≥ 1 of their user's sequence
+    ends = sequences.indptr[1:][users] - 1
+    keep = (events > starts) & ((ends - events) % stride == 0)  # positions ≥ 1 of their user's sequence
     users, events, starts = users[keep], events[keep], starts[keep]
     first = np.maximum(starts, events - max_history)
     sizes = events - first

@@ -60,6 +60,9 @@ class LLMTask(RecommenderTask, SequentialRecommender):
         max_history: previous items per sample and per prompt.
         max_prompt_tokens: longest prompt; the oldest history items are dropped to fit, never part of one.
         samples: train on this many windows, drawn once from ``seed`` (BIGRec's ``--sample``); all when None.
+        stride: keep every ``stride``-th window counted back from each user's last item (1: every window, as
+            BIGRec; ``max_history + 1`` with ``train_on_inputs``: windows that tile each sequence, so every
+            training transition is a target once per epoch at a tenth of the tokens).
         train_on_inputs: take the loss on the prompt tokens too (the authors' code), not only the response.
         grounding: ``l2-lm``, ``l2-minilm`` or ``constrained`` (see the module).
         beams: beams of the L2 groundings' generation (BIGRec: 4; the top beam is grounded).
@@ -70,6 +73,7 @@ class LLMTask(RecommenderTask, SequentialRecommender):
         warmup_steps: linear learning-rate warm-up over the first optimiser steps (BIGRec: 20), applied to the
             task's AdamW or to the CLI's ``--optimizer``.
         lr: AdamW's learning rate (when the CLI gives no optimiser).
+        weight_decay: AdamW's weight decay.
         kwargs: `RecommenderTask`'s other arguments (``seed``, ``eval_k``, ``eval_batch_size``, …).
     """
 
@@ -85,6 +89,7 @@ class LLMTask(RecommenderTask, SequentialRecommender):
         max_history: int = 10,
         max_prompt_tokens: int = 512,
         samples: int | None = None,
+        stride: int = 1,
         train_on_inputs: bool = False,
         grounding: Grounding = "constrained",
         beams: int = 4,
@@ -101,16 +106,21 @@ class LLMTask(RecommenderTask, SequentialRecommender):
             raise ValueError(f"grounding must be one of {GROUNDINGS}, got {grounding!r}")
         if gamma != "auto" and float(gamma) < 0:
             raise ValueError(f"gamma must be >= 0 or 'auto', got {gamma!r}")
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
         if samples is not None and samples < 1:
             raise ValueError(f"samples must be >= 1 (or None for all windows), got {samples}")
         if min(beams, constrained_beams) < 1:
             raise ValueError(f"beams and constrained_beams must be >= 1, got {beams}, {constrained_beams}")
+        if "optimizer" in kwargs:
+            raise ValueError("LLMTask trains with AdamW; give another optimiser with the CLI's --optimizer "
+                             "(optimizer: {class_path, init_args} in a YAML) instead of optimizer=")  # fmt: skip
         super().__init__(lr=lr, weight_decay=weight_decay, eval_batch_size=eval_batch_size, **kwargs)
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.template = template or PromptTemplate()
         self.ids, self.max_history, self.max_prompt_tokens = ids, max_history, max_prompt_tokens
-        self.samples, self.train_on_inputs, self.grounding = samples, train_on_inputs, grounding
+        self.samples, self.stride, self.train_on_inputs, self.grounding = samples, stride, train_on_inputs, grounding
         self.beams, self.constrained_beams, self.gamma = beams, constrained_beams, gamma
         self.exclude_history, self.warmup_steps = exclude_history, warmup_steps
         self.gammas_: dict[str, float] = {}
@@ -150,7 +160,7 @@ class LLMTask(RecommenderTask, SequentialRecommender):
 
     def training_examples(self, train: Interactions) -> TokenSamples:
         """Tokenised windows of the training sequences (cached on disk), ``samples`` of them when set."""
-        windows = history_windows(Sequences.from_interactions(train), self.max_history)
+        windows = history_windows(Sequences.from_interactions(train), self.max_history, self.stride)
         digest = hashlib.sha256(np.concatenate([windows.users, windows.indptr, windows.history,
                                                 windows.targets]).tobytes()).hexdigest()  # fmt: skip
         path = self.cache_folder() / f"samples-{self._key(digest, self.max_history, self.max_prompt_tokens)}.npz"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -39,6 +40,19 @@ class BestWeights(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.state is not None:
             module.load_state_dict(self.state)
+
+
+class EpochTimer(L.Callback):
+    """Wall seconds of each training epoch (first batch fetched to last step done), for benchmark scripts."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._started)
 
 
 class LearningCurve(L.Callback):
