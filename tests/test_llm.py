@@ -270,7 +270,8 @@ def test_recsys_fit_of_the_shipped_yaml_saves_the_adapter_and_loads_back(tiny_da
     small = '{"vocab_size": 300, "layers": 1, "hidden": 32, "heads": 2, "positions": 256, "epochs": 1}'
     args = ["fit", "--config", "experiments/ml-100k/bigrec.yaml", "--data.dataset", "tiny", "--trainer.max_epochs", "1",
             "--trainer.enable_progress_bar", "false", "--model.init_args.model.init_args.catalogue", small,
-            "--model.init_args.samples", "64", "--model.init_args.gamma", "0"]  # fmt: skip
+            "--model.init_args.samples", "64", "--model.init_args.gamma", "0",
+            "--model.init_args.model.init_args.lora_rank", "4"]  # fmt: skip
     assert main(args) == 0
     run = tiny_dataset / "runs" / "tiny" / "bigrec" / "version_0"
     assert (run / "adapter" / "adapter_config.json").exists() and (run / "adapter" / "adapter_model.safetensors").exists()

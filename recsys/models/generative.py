@@ -150,7 +150,7 @@ class GenerativeLM(nn.Module):
         """Beam search from ``prompts`` with the KV cache, beams ranked by summed log-probability.
 
         Each prompt is encoded once and its cache copied to its beams (``generate`` encodes every beam's copy of
-        the prompt). A finished beam (it wrote the end-of-sequence id) keeps its place and score, so the result
+        the prompt), and only running beams are computed and cached. A finished beam (it wrote the end-of-sequence id) keeps its place and score, so the result
         is the ``beams`` best complete sequences. With a ``trie`` a beam may only continue along it, and not
         into a branch of ``dead[user]`` (`ItemTrie.dead`): every finished beam is then a distinct catalogue item.
 
@@ -169,19 +169,21 @@ class GenerativeLM(nn.Module):
         done = torch.zeros(n, 1, dtype=torch.bool, device=device)
         nodes = [[0] for _ in range(n)]
         sequences: list[list[list[int]]] = [[[]] for _ in range(n)]
-        next_position = mask.sum(1, keepdim=True)  # [n, 1]
+        next_position = mask.sum(1, keepdim=True)  # [L, 1]: the cache, mask and logits hold live beams' rows only
         for _ in range(max_new_tokens):
             width = scores.shape[1]
-            logp = torch.log_softmax(logits.float(), -1).view(n, width, vocabulary)
+            logp = torch.full((n * width, vocabulary), float("-inf"), device=device)
+            logp[~done.view(-1)] = torch.log_softmax(logits.float(), -1)
+            logp = logp.view(n, width, vocabulary)
             if trie is not None:
                 logp = logp.masked_fill(~self._allowed(trie, nodes, dead, logp.shape), float("-inf"))
             candidates = scores[..., None] + logp  # [n, width, V]
             # A finished beam has one continuation, the pad slot, at its own score (it competes as it stands).
-            candidates = torch.where(done[..., None], torch.full_like(candidates, float("-inf")), candidates)
             candidates[..., self.pad_id] = torch.where(done, scores, candidates[..., self.pad_id])
             top, index = candidates.view(n, -1).topk(min(beams, width * vocabulary), dim=1)
             source, token = index // vocabulary, index % vocabulary  # [n, beams]
             was_done = done.gather(1, source)
+            live_row = torch.cumsum(~done.view(-1), 0) - 1  # old beam → its row in the live cache
             done = was_done | (token == self.eos) | torch.isinf(top)
             scores = top
             sequences = [[sequences[b][s] + ([] if d else [t]) for s, t, d in zip(*row)]
@@ -189,13 +191,15 @@ class GenerativeLM(nn.Module):
             if trie is not None:
                 nodes = [[trie.children[nodes[b][s]].get(t, 0) if not d else 0 for s, t, d in zip(*row)]
                          for b, row in enumerate(zip(source.tolist(), token.tolist(), was_done.tolist()))]  # fmt: skip
-            if bool(done.all()):
+            running = ~done.view(-1)
+            if not bool(running.any()):
                 break
-            rows = (torch.arange(n, device=device)[:, None] * width + source).view(-1)  # [n * beams] old rows
+            # Finished beams never run again: only the running ones keep (and extend) a cache row.
+            rows = live_row[(torch.arange(n, device=device)[:, None] * width + source).view(-1)[running]]
             cache.reorder_cache(rows)
             next_position = next_position[rows]
             mask = torch.cat([mask[rows], torch.ones(len(rows), 1, dtype=mask.dtype, device=device)], dim=1)
-            step = token.view(-1, 1).masked_fill(done.view(-1, 1), self.pad_id)
+            step = token.view(-1, 1)[running]
             out = backbone(input_ids=step, attention_mask=mask, position_ids=next_position, cache=cache, use_cache=True)
             cache, logits = out.cache, head(out.last_hidden_state[:, -1])
             next_position = next_position + 1

@@ -112,7 +112,7 @@ class LLMTask(RecommenderTask, SequentialRecommender):
             raise ValueError(f"samples must be >= 1 (or None for all windows), got {samples}")
         if min(beams, constrained_beams) < 1:
             raise ValueError(f"beams and constrained_beams must be >= 1, got {beams}, {constrained_beams}")
-        if "optimizer" in kwargs:
+        if kwargs.get("optimizer", "adam") != "adam":  # the base task's own choice; jsonargparse passes its default
             raise ValueError("LLMTask trains with AdamW; give another optimiser with the CLI's --optimizer "
                              "(optimizer: {class_path, init_args} in a YAML) instead of optimizer=")  # fmt: skip
         super().__init__(lr=lr, weight_decay=weight_decay, eval_batch_size=eval_batch_size, **kwargs)
@@ -212,6 +212,11 @@ class LLMTask(RecommenderTask, SequentialRecommender):
             plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
             schedulers.append({"scheduler": scheduler, "interval": "epoch", **({"monitor": self.monitor} if plateau else {})})
         return [optimizer], schedulers
+
+    def on_fit_start(self) -> None:
+        """Training mode for the whole LM: transformers loads pretrained models in eval mode, which would leave
+        their dropout (and LoRA's) off while fine-tuning."""
+        self.train()
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
