@@ -223,7 +223,8 @@ class LLMTask(RecommenderTask, SequentialRecommender):
         self.gammas_, self.gamma_search_ = {}, {}  # the weights change: γ is chosen again
 
     def validation_loss(self, batch_size: int = 64) -> float:
-        """The mean response loss of each validation user's first validation item after their training history."""
+        """The mean training loss (the response's, or the whole sequence's with ``train_on_inputs``) of each
+        validation user's first validation item after their training history."""
         assert self.valid_ is not None
         users, targets = first_targets(self.valid_)
         rows = []
