@@ -95,7 +95,8 @@ class GenerativeLM(nn.Module):
         return int(self.tokenizer.pad_token_id)
 
     def max_positions(self) -> int | None:
-        """The longest sequence the LM's position table holds (None for models without one, e.g. rotary)."""
+        """The longest sequence the LM's configuration allows (``n_positions`` / ``max_position_embeddings``; None
+        where it names none)."""
         config = self.network.config
         found = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
         return int(found) if found else None
@@ -105,6 +106,7 @@ class GenerativeLM(nn.Module):
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def decode(self, ids: Sequence[int]) -> str:
+        """The text of generated ids, without end-of-sequence or padding (what MiniLM grounding embeds)."""
         return self.tokenizer.decode([i for i in ids if i not in (self.eos, self.pad_id)], skip_special_tokens=True).strip()
 
     def _parts(self) -> tuple[nn.Module, nn.Module]:
