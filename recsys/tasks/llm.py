@@ -123,8 +123,7 @@ class LLMTask(RecommenderTask, SequentialRecommender):
         self.samples, self.stride, self.train_on_inputs, self.grounding = samples, stride, train_on_inputs, grounding
         self.beams, self.constrained_beams, self.gamma = beams, constrained_beams, gamma
         self.exclude_history, self.warmup_steps = exclude_history, warmup_steps
-        self.gammas_: dict[str, float] = {}
-        self.gamma_search_: dict[str, dict[float, float]] = {}
+        self.forget_weights()
         self.generated_: list[int] = [0, 0]  # [exact matches, generations] of the current judgement
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -145,7 +144,14 @@ class LLMTask(RecommenderTask, SequentialRecommender):
         self.responses_ = [self.tokens_.response(i) for i in range(train.n_items)]
         self.trie_ = ItemTrie(self.responses_)
         self.popularity_ = torch.from_numpy(train.item_counts().astype(np.float32))
-        self.gammas_, self.gamma_search_ = {}, {}
+        self.forget_weights()
+
+    def forget_weights(self) -> None:
+        """Drop what was derived from the current weights (chosen γ, a fully fine-tuned LM's item states): the
+        weights changed (a training epoch, a loaded state)."""
+        self.gammas_: dict[str, float] = {}
+        self.gamma_search_: dict[str, dict[float, float]] = {}
+        self._tuned_states: torch.Tensor | None = None
 
     def cache_folder(self) -> Path:
         """``<data cache>/<dataset>/llm``: the catalogue LM, tokenised samples and catalogue embeddings."""
@@ -220,7 +226,10 @@ class LLMTask(RecommenderTask, SequentialRecommender):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        self.gammas_, self.gamma_search_ = {}, {}  # the weights change: γ is chosen again
+        self.forget_weights()
+
+    def on_fit_end(self) -> None:
+        self.forget_weights()  # the best epoch's weights come back at the end of a fit
 
     def validation_loss(self, batch_size: int = 64) -> float:
         """The mean training loss (the response's, or the whole sequence's with ``train_on_inputs``) of each
@@ -304,8 +313,10 @@ class LLMTask(RecommenderTask, SequentialRecommender):
             from recsys.embeddings.text import text_vectors
 
             return torch.from_numpy(text_vectors(self.identifiers_, "minilm", cache_name=self.train_data.name))
-        if self.model.lora_rank is None:  # fully fine-tuned: the LM's states move with its weights
-            return self.model.last_states(self.tokens_.items, base=False)
+        if self.model.lora_rank is None:  # fully fine-tuned: the LM's states move with its weights (kept until then)
+            if self._tuned_states is None:
+                self._tuned_states = self.model.last_states(self.tokens_.items, base=False)
+            return self._tuned_states
         path = self.cache_folder() / f"catalogue-states-{self._key('base-last-token')}.npy"
         if path.exists():
             return torch.from_numpy(np.load(path))
@@ -359,7 +370,7 @@ class LLMTask(RecommenderTask, SequentialRecommender):
 
     def load_fitted_state(self, state: dict) -> None:
         super().load_fitted_state(state)
-        self.gammas_, self.gamma_search_ = {}, {}
+        self.forget_weights()
 
     # ------------------------------------------------------------------------------------------ Python API
     def fit(self, train: Interactions, valid: Interactions | None = None, *, max_epochs: int = 10, patience: int = 2,
