@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--k", type=_int_list, default=(10, 20))
     ev.add_argument("--output", type=Path, help="write summary.json and per_user.parquet here")
 
+    prune = commands.add_parser("prune", help="DEALRec data pruning of the LLM recommender's fine-tuning samples "
+                                "(or a baseline selection at the same budget)")  # fmt: skip
+    prune.add_argument("--config", type=Path, required=True, help="pruning run, e.g. experiments/ml-100k/dealrec.yaml")
+    prune.add_argument("--ratio", type=float, help="share of samples kept, in (0, 1] (default: the YAML's)")
+    prune.add_argument("--method", help="dealrec, random, grand, el2n, ccs, greedy or influence-only (default: the YAML's)")
+    prune.add_argument("--seed", type=int, help="seed of the surrogate, the scores and the random draws (default: the YAML's)")
+    prune.add_argument("--output", type=Path, required=True, help="a new folder for selection.parquet, scores.parquet, "
+                       "prune.json, report.md and the plots")  # fmt: skip
+    prune.add_argument("--no-progress", action="store_true")
+
     tune = commands.add_parser("tune", help="Optuna study of a model's hyper-parameters; --show writes its report")
     tune.add_argument("--config", type=Path, required=True, help="study spec, e.g. experiments/ml-100k/tune-mf-bpr.yaml")
     tune.add_argument("--n-trials", type=int, help="run until the study holds this many complete + pruned trials "
@@ -164,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "tune":
             return _tune(args)
+        if args.command == "prune":
+            return _prune(args)
     except (DataError, RunError, KeyError, FileNotFoundError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"recsys: error: {message}", file=sys.stderr)
@@ -309,6 +321,19 @@ def _audit(args: argparse.Namespace) -> int:
                        progress=not args.no_progress)  # fmt: skip
     print(f"{record['dataset']}: {record['verdict']}")
     print(f"wrote {args.output}/: report.md, audit.json, models.png, smoothness.png, history.png")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from recsys.pruning.job import prune, read_pruning_run
+
+    run = read_pruning_run(args.config, ratio=args.ratio, method=args.method, seed=args.seed)
+    record = prune(run, args.output, progress=not args.no_progress)
+    cost = "from the cache" if record["scores_cached"] else f"computed in {record['timings']['score_s']:.0f} s"
+    print(f"{record['method']}: {record['budget']} of {record['samples']} samples ({record['ratio']:.2%}); scores {cost}")
+    print(f"wrote {args.output}/: selection.parquet, scores.parquet, prune.json, report.md, scores.png, bins.png")
+    overrides = " ".join(run.finetune_overrides(selection=args.output / "selection.parquet"))
+    print(f"fine-tune on it: recsys fit --config {run.finetune} {overrides}")
     return 0
 
 

@@ -220,13 +220,15 @@ class RecsysCLI(LightningCLI):
         record = RunRecord(
             data.dataset, data.protocol, self.run_name(), self.config_init[self.subcommand].get("seed_everything"),
             task.params(), metrics, {"epochs": self.trainer.current_epoch, **task.thread_timings()},
-            evaluation.mode if evaluation else "full", extra={"checkpoint": checkpoint},
+            evaluation.mode if evaluation else "full", extra={"checkpoint": checkpoint, **data.provenance()},
         )  # fmt: skip
         write_results(folder, record)
         if evaluation is not None:
             evaluation.per_user.write_parquet(folder / "per_user.parquet")
         details = {"task": type(task).__name__, "model": type(getattr(task, "model", task)).__name__,
                    "data": f"{data.dataset}, {data.protocol}, seed {data.seed}", "checkpoint": f"`{checkpoint}`"}  # fmt: skip
+        if data.selection_ is not None:
+            details["selection"] = f"`{data.selection_.path}` ({len(data.selection_)} samples, sha256 {data.selection_.sha256[:12]})"
         if curve is not None:
             details.update(self._learning_curve(folder, curve))
         config = self._config().get("config")

@@ -3,6 +3,7 @@ task builds from the training split (`EpochBatches`); what the examples are is t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import lightning as L
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from recsys.data.interactions import Interactions
 from recsys.data.registry import load
+from recsys.data.selection import Selection, read_selection
 from recsys.data.splits import split
 
 Examples = dict[str, torch.Tensor] | Sequence[Any]
@@ -102,15 +104,20 @@ class InteractionsDataModule(L.LightningDataModule):
         seed: split seed, and the seed of each epoch's shuffle (the training seed is Lightning's
             ``seed_everything``).
         batch_size: training examples per batch.
+        selection: a sample selection (``selection.parquet`` of ``recsys prune``): train only on those samples
+            (the task must support selections: the LLM recommender's), checked against the training split.
     """
 
-    def __init__(self, dataset: str = "ml-100k", protocol: str = "user-811", seed: int = 2026, batch_size: int = 2048) -> None:
+    def __init__(self, dataset: str = "ml-100k", protocol: str = "user-811", seed: int = 2026, batch_size: int = 2048,
+                 selection: str | None = None) -> None:  # fmt: skip
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.dataset, self.protocol, self.seed, self.batch_size = dataset, protocol, seed, batch_size
+        self.selection = selection
         self.data: Interactions | None = None
+        self.selection_: Selection | None = None
 
     # ------------------------------------------------------------------------------------------ set-up
     def prepare_data(self) -> None:
@@ -122,19 +129,30 @@ class InteractionsDataModule(L.LightningDataModule):
             return
         self.data = load(self.dataset)
         self.train, self.valid, self.test = split(self.data, self.protocol, seed=self.seed)
+        self._read_selection()
+
+    def _read_selection(self) -> None:
+        if self.selection is not None:
+            self.selection_ = read_selection(self.selection, self.train)
+
+    def provenance(self) -> dict[str, str | int]:
+        """What a run record keeps of the data beyond its name and protocol: the selection trained on, if any."""
+        return self.selection_.provenance() if self.selection_ is not None else {}
 
     @classmethod
     def from_splits(
         cls, train: Interactions, valid: Interactions | None = None, test: Interactions | None = None, *,
-        batch_size: int = 2048, seed: int = 2026,
+        batch_size: int = 2048, seed: int = 2026, selection: str | Path | None = None,
     ) -> InteractionsDataModule:  # fmt: skip
         """A data module over splits made elsewhere (the Python API and `recsys benchmark`); a missing split is
         empty."""
         empty = train.with_frame(train.frame.clear())
-        module = cls(dataset=train.name, protocol="given", seed=seed, batch_size=batch_size)
+        module = cls(dataset=train.name, protocol="given", seed=seed, batch_size=batch_size,
+                     selection=None if selection is None else str(selection))  # fmt: skip
         module.data, module.train = train, train
         module.valid = valid if valid is not None else empty
         module.test = test if test is not None else empty
+        module._read_selection()
         return module
 
     # ------------------------------------------------------------------------------------------ batches

@@ -58,12 +58,14 @@ class PromptTemplate:
 @dataclass(frozen=True)
 class Windows:
     """Sliding-window samples: sample ``s`` is user ``users[s]``'s items ``history[indptr[s]:indptr[s + 1]]``
-    (oldest first) followed by ``targets[s]``."""
+    (oldest first) followed by ``targets[s]``, the item at index ``positions[s]`` of the user's sequence (a
+    sample's identity across runs: data pruning selects by it)."""
 
     users: np.ndarray
     indptr: np.ndarray
     history: np.ndarray
     targets: np.ndarray
+    positions: np.ndarray
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -91,7 +93,8 @@ def history_windows(sequences: Sequences, max_history: int = 10, stride: int = 1
     indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     offsets = np.arange(indptr[-1]) - np.repeat(indptr[:-1], sizes)
     history = sequences.items[np.repeat(first, sizes) + offsets]
-    return Windows(users=users, indptr=indptr, history=history, targets=sequences.items[events])
+    return Windows(users=users, indptr=indptr, history=history, targets=sequences.items[events],
+                   positions=events - starts)
 
 
 def last_windows(sequences: Sequences, users: np.ndarray, max_history: int = 10) -> list[np.ndarray]:

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from recsys.data.features import feature_space
 from recsys.data.interactions import Interactions
 from recsys.data.modules import Examples, InteractionsDataModule, count, take
+from recsys.data.selection import Selection
 from recsys.data.sequences import Sequences
 from recsys.embeddings.tables import FUSED_ROWS, EmbeddingTables, FusedOptimizer, FusedUpdates
 from recsys.errors import RunError
@@ -211,7 +212,16 @@ class RecommenderTask(L.LightningModule, Recommender):
 
     def train_dataloader(self) -> Any:
         data: InteractionsDataModule = self.trainer.datamodule
-        return data.loader(self.training_examples(data.train), self.steps_per_lightning_step(), self.collate)
+        examples = self.training_examples(data.train)
+        if data.selection_ is not None:
+            examples = self.selected_examples(examples, data.selection_)
+        return data.loader(examples, self.steps_per_lightning_step(), self.collate)
+
+    def selected_examples(self, examples: Examples, selection: Selection) -> Examples:
+        """The training examples a sample selection (``data.selection``) names; tasks whose samples data pruning
+        selects (`recsys.tasks.LLMTask`) say which, every other task refuses one."""
+        raise RunError(f"{type(self).__name__} cannot train on a sample selection (data.selection {selection.path}): "
+                       "selections name the LLM recommender's samples (recsys prune)")  # fmt: skip
 
     def use_optimizer(self, optimizer: dict[str, Any], lr_scheduler: dict[str, Any] | None = None) -> None:
         """Train with this optimiser (and scheduler) instead of the task's own: ``{class_path, init_args}`` as

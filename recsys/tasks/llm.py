@@ -28,10 +28,12 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.data.modules import InteractionsDataModule
-from recsys.data.prompts import (Identifiers, PromptTemplate, PromptTokens, TokenSamples, catalogue_lines,
+from recsys.data.prompts import (Identifiers, PromptTemplate, PromptTokens, TokenSamples, Windows, catalogue_lines,
                                  history_windows, item_identifiers)  # fmt: skip
 from recsys.data.registry import data_dir
+from recsys.data.selection import Selection, sample_keys
 from recsys.data.sequences import Sequences, first_targets
+from recsys.errors import RunError
 from recsys.evaluation.evaluator import Evaluation, evaluate
 from recsys.models.generative import GenerativeLM
 from recsys.models.grounding import ItemTrie, popularity_adjusted
@@ -164,9 +166,13 @@ class LLMTask(RecommenderTask, SequentialRecommender):
                           sort_keys=True, default=str)  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def training_windows(self, train: Interactions) -> Windows:
+        """The training samples: windows of each user's training sequence (``max_history``, ``stride``)."""
+        return history_windows(Sequences.from_interactions(train), self.max_history, self.stride)
+
     def training_examples(self, train: Interactions) -> TokenSamples:
         """Tokenised windows of the training sequences (cached on disk), ``samples`` of them when set."""
-        windows = history_windows(Sequences.from_interactions(train), self.max_history, self.stride)
+        windows = self.windows_ = self.training_windows(train)
         digest = hashlib.sha256(np.concatenate([windows.users, windows.indptr, windows.history,
                                                 windows.targets]).tobytes()).hexdigest()  # fmt: skip
         path = self.cache_folder() / f"samples-{self._key(digest, self.max_history, self.max_prompt_tokens)}.npz"
@@ -180,6 +186,24 @@ class LLMTask(RecommenderTask, SequentialRecommender):
             return tokens
         chosen = np.random.default_rng(self.seed).permutation(len(tokens))[: self.samples]
         return tokens.subset(chosen)
+
+    def selected_examples(self, examples: TokenSamples, selection: Selection) -> TokenSamples:
+        """The windows a selection names (by user and target position); a `RunError` names the first one this
+        task does not build (another ``max_history`` / ``stride`` than the scored samples')."""
+        if self.samples is not None:
+            raise RunError("samples and data.selection both choose the training windows: set samples: null")
+        keys = sample_keys(self.windows_.users, self.windows_.positions)
+        order = np.argsort(keys)
+        found = np.searchsorted(keys[order], selection.keys()).clip(max=len(keys) - 1)
+        known = keys[order][found] == selection.keys()
+        if not known.all():
+            row = int(np.flatnonzero(~known)[0])
+            user = self.train_data.users.decode([selection.users[row]])[0]
+            raise RunError(f"{selection.path}: row {row} (user {user!r}, position {selection.positions[row]}) is not "
+                           f"one of this task's training windows (max_history {self.max_history}, stride "
+                           f"{self.stride}): select with the same settings; {int((~known).sum())} rows are unknown")  # fmt: skip
+        log.info("training on %d selected samples of %d (%s)", len(selection), len(examples), selection.path)
+        return examples.subset(np.sort(order[found]))
 
     def collate(self, batch: list[tuple[np.ndarray, int]]) -> Batch:
         """Right-padded ``ids``, ``mask`` and ``labels`` ``[B, L]``; labels are -100 on padding and, unless
@@ -233,9 +257,14 @@ class LLMTask(RecommenderTask, SequentialRecommender):
 
     def validation_loss(self, batch_size: int = 64) -> float:
         """The mean training loss (the response's, or the whole sequence's with ``train_on_inputs``) of each
-        validation user's first validation item after their training history."""
+        validation user's first validation item after their training history (of the ``val_users`` sample when
+        set: the LM's forward pass over every validation prompt outweighs a few-shot epoch)."""
         assert self.valid_ is not None
         users, targets = first_targets(self.valid_)
+        sample = self.validation_user_sample()
+        if sample is not None:
+            keep = np.isin(users, sample)
+            users, targets = users[keep], targets[keep]
         rows = []
         for user, target in zip(users, targets):
             prompt = self.tokens_.prompt(self._prompt_history(self.train_sequences_, user))

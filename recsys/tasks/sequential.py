@@ -55,16 +55,20 @@ class SequentialTask(RecommenderTask, SequentialRecommender):
 
     # ------------------------------------------------------------------------------------------ training
     def position_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next-item loss of every non-padded position ``[P]``, and the mask ``[B, L]`` that picked them."""
+        """The next-item loss of every non-padded position ``[P]``, and the mask ``[B, L]`` that picked them. A
+        batch may carry its BCE ``negatives`` ``[B, L, k]``; otherwise they are drawn from the step's generator."""
         hidden = self.model(batch["input"])  # [B, L, d]
         real = batch["target"] != IGNORE
         states, targets = hidden[real], batch["target"][real]  # [P, d], [P]
         if self.loss_name == "ce":
             return F.cross_entropy(states @ self.model.item_vectors().T, targets, reduction="none"), real
-        negatives = torch.randint(0, self.n_items, (len(targets), self.negatives), generator=self.generator())
+        if "negatives" in batch:  # fixed by the caller (data-pruning scores: a deterministic loss per sample)
+            negatives = batch["negatives"][real]  # [P, k]
+        else:
+            negatives = torch.randint(0, self.n_items, (len(targets), self.negatives), generator=self.generator())
+        negatives = negatives.to(states.device)
         clash = negatives == targets[:, None]
         negatives[clash] = (negatives[clash] + 1) % self.n_items  # never the position's own target
-        negatives = negatives.to(states.device)
         vectors = self.model.embed_items(torch.cat([targets[:, None], negatives], dim=1))  # [P, 1 + k, d]
         logits = (vectors * states[:, None, :]).sum(-1)
         labels = torch.zeros_like(logits)

@@ -8,6 +8,7 @@ import logging
 import time
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import lightning as L
@@ -147,16 +148,18 @@ def fit_task(
     callbacks: list[L.Callback] | None = None,
     monitor: str | None = None,
     monitor_mode: str | None = None,
+    selection: str | Path | None = None,
     **trainer_kwargs: Any,
 ) -> tuple[BestWeights, int]:
     """Seed, train and (with ``valid``) early-stop ``task`` (a `RecommenderTask`) on its ``monitor``; the best
     validation epoch's weights are restored. Returns the `BestWeights` record and the epochs run.
 
     ``callbacks`` are appended after the early-stopping and best-weights callbacks; ``monitor`` / ``monitor_mode``
-    replace the task's (a study tuning another validation metric); ``trainer_kwargs`` go to the
-    `lightning.Trainer` (e.g. ``check_val_every_n_epoch``)."""
+    replace the task's (a study tuning another validation metric); ``selection`` trains on a sample selection
+    (``recsys prune``'s ``selection.parquet``); ``trainer_kwargs`` go to the `lightning.Trainer` (e.g.
+    ``check_val_every_n_epoch``)."""
     L.seed_everything(task.seed, verbose=False)
-    data = InteractionsDataModule.from_splits(train, valid, batch_size=batch_size, seed=task.seed)
+    data = InteractionsDataModule.from_splits(train, valid, batch_size=batch_size, seed=task.seed, selection=selection)
     metric, mode = monitor or task.monitor, monitor_mode or task.monitor_mode
     task.check_monitor(metric)
     own: list[L.Callback] = []
