@@ -74,6 +74,8 @@ def named_run(ref: str | Path, dataset: str = REFERENCE_DATASET) -> NamedRun:
             raise RunError(f"unknown model {str(ref)!r}: no such run YAML; give a path or one of {names}")
         path = experiment(f"{folder}/{ref}")
     config = read_yaml(path)
+    if "pruning" in config:
+        raise RunError(f"{path} is a data-pruning run (recsys prune --config {path}), not a model")
     run = NamedRun(path.stem, path, config)
     if run.kind == "recommender":
         extra = sorted(set(config) - RECOMMENDER_KEYS)

@@ -293,3 +293,14 @@ def test_fine_tuning_reads_a_selection_and_records_it(pruning_configs, tiny_data
     capsys.readouterr()
     assert main(["fit", "--config", str(finetune), "--trainer.max_epochs", "1", "--data.selection", str(out / "off.parquet")]) == 2
     assert "row 0" in (err := capsys.readouterr().err) and "is not one of this task's training windows" in err
+
+
+def test_the_shipped_pruning_run_builds_typed() -> None:
+    from recsys.pruning.job import read_pruning_run
+
+    run = read_pruning_run("experiments/ml-100k/dealrec.yaml")
+    assert run.finetune.name == "bigrec.yaml" and run.pruning.method == "dealrec" and run.pruning.ratio == 0.02
+    assert run.pruning.surrogate.loss_name == "bce" and run.pruning.lissa.depth == 5000
+    assert "--data.selection" in run.finetune_overrides(selection="s.parquet")
+    with pytest.raises(RunError, match="pruning: .*lamda"):
+        read_pruning_run("experiments/ml-100k/dealrec.yaml", lamda=1.0)

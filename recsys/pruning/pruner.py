@@ -29,6 +29,7 @@ import polars as pl
 
 from recsys.data.modules import InteractionsDataModule
 from recsys.data.registry import data_dir
+from recsys.errors import RunError
 from recsys.models.sasrec import SASRec
 from recsys.pruning.lissa import LiSSA
 from recsys.pruning.scores import SurrogateScores, effort_scores
@@ -90,8 +91,9 @@ class DataPruning:
         hard_prune: share of the highest scores dropped before coverage selection (the authors' code: 0.1).
         surrogate: the surrogate sequence model's task (`default_surrogate` when None); trained here with BCE.
         surrogate_epochs: its most training epochs (the authors: 200, keeping the last).
-        surrogate_patience: its early-stopping patience on validation NDCG@10 (the best epoch is kept).
+        surrogate_patience: its early-stopping patience, in validations, on NDCG@10 (the best one is kept).
         surrogate_batch_size: its training batch (the authors: 500).
+        surrogate_validate_every: validate the surrogate every N epochs (the authors: 5).
         lissa: the H⁻¹v estimator (`LiSSA`'s defaults are the authors').
         influence_modules: module-name patterns of the surrogate weights of influence and GraNd (None: the last
             attention output projection, the authors' choice).
@@ -113,6 +115,7 @@ class DataPruning:
         surrogate_epochs: int = 200,
         surrogate_patience: int = 10,
         surrogate_batch_size: int = 500,
+        surrogate_validate_every: int = 5,
         lissa: LiSSA | None = None,
         influence_modules: list[str] | None = None,
         effort_modules: list[str] | None = None,
@@ -128,7 +131,7 @@ class DataPruning:
         self.method, self.ratio, self.lam, self.bins, self.hard_prune = method, ratio, lam, bins, hard_prune
         self.surrogate = surrogate or default_surrogate()
         self.surrogate_epochs, self.surrogate_patience = surrogate_epochs, surrogate_patience
-        self.surrogate_batch_size = surrogate_batch_size
+        self.surrogate_batch_size, self.surrogate_validate_every = surrogate_batch_size, surrogate_validate_every
         self.lissa = lissa or LiSSA()
         self.influence_modules, self.effort_modules = influence_modules, effort_modules
         self.score_batch_size, self.effort_batch_size, self.seed = score_batch_size, effort_batch_size, seed
@@ -142,7 +145,8 @@ class DataPruning:
             "surrogate": {**self.surrogate.params(), "model": type(model).__name__,
                           **{k: v for k, v in vars(model).items() if not k.startswith("_") and isinstance(v, (int, float, str))}},
             "surrogate_epochs": self.surrogate_epochs, "surrogate_patience": self.surrogate_patience,
-            "surrogate_batch_size": self.surrogate_batch_size, "influence_modules": self.influence_modules,
+            "surrogate_batch_size": self.surrogate_batch_size, "surrogate_validate_every": self.surrogate_validate_every,
+            "influence_modules": self.influence_modules,
             "effort_modules": self.effort_modules,
         }  # fmt: skip
 
@@ -150,6 +154,9 @@ class DataPruning:
         """Every training window's influence, effort, GraNd and EL2N scores, from the cache when they were
         computed for the same data, LM and settings. ``task`` is the LLM recommender built on ``data`` (not
         fine-tuned: the effort score reads the LM as fine-tuning finds it)."""
+        if task.samples is not None or data.selection_ is not None:
+            raise RunError("data pruning scores every training window: the LLM run must set samples: null and no "
+                           "data.selection")  # fmt: skip
         windows = task.training_windows(data.train)
         identity = _identity_frame(data, windows)
         key = self.cache_key(task, data, windows)
@@ -170,9 +177,7 @@ class DataPruning:
         from_surrogate = scorer.scores(self.lissa, progress)
         timings["influence_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        samples = task.training_examples(data.train) if task.samples is None else None
-        if samples is None:
-            raise ValueError("score every window: the LLM task's samples must be None")
+        samples = task.training_examples(data.train)
         effort = effort_scores(task, samples, self.effort_modules, self.effort_batch_size, progress)
         timings["effort_s"] = time.perf_counter() - started
         timings["score_s"] = timings["surrogate_s"] + timings["influence_s"] + timings["effort_s"]
@@ -206,7 +211,8 @@ class DataPruning:
         log.info("training the surrogate %s (at most %d epochs)", type(surrogate.model).__name__, self.surrogate_epochs)
         valid = data.valid if not data.valid.frame.is_empty() else None
         return surrogate.fit(data.train, valid, max_epochs=self.surrogate_epochs, patience=self.surrogate_patience,
-                             batch_size=self.surrogate_batch_size, progress=progress)  # fmt: skip
+                             batch_size=self.surrogate_batch_size, progress=progress,
+                             check_val_every_n_epoch=self.surrogate_validate_every)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ selection
     def select(self, scores: SampleScores, method: str | None = None, ratio: float | None = None) -> Selected:

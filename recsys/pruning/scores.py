@@ -65,7 +65,7 @@ class SurrogateScores:
         # default: SASRec's last attention output projection (the authors' `item_encoder.layer.1.attention.dense`)
         last = f"model.blocks.{len(task.model.blocks) - 1}.out"
         self.modules = [m for _, m in linear_modules(task, modules or [last], "influence_modules")]
-        inputs, targets = window_sequences(windows, task.model.pad)
+        inputs, targets = (part[:, -task.model.max_len :] for part in window_sequences(windows, task.model.pad))
         self.inputs, self.targets = torch.from_numpy(inputs), torch.from_numpy(targets)
         generator = torch.Generator().manual_seed(seed)
         self.negatives = torch.randint(0, task.n_items, (*inputs.shape, task.negatives), generator=generator)
