@@ -27,7 +27,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from recsys.evaluation.significance import compare_values
@@ -139,9 +138,15 @@ def main() -> None:
     frames: list[pl.DataFrame] = []
 
     def keep(record: dict, per_user: pl.DataFrame) -> None:
+        """Add a run and rewrite every output, so a stopped run leaves a consistent partial result."""
         records.append(record)
         frames.append(per_user)
         (args.output / "results.json").write_text(json.dumps(records, indent=2))
+        everyone = pl.concat(frames)
+        everyone.write_parquet(args.output / "per_user.parquet")
+        tests = comparisons(everyone) if everyone["method"].n_unique() > 1 else []
+        (args.output / "comparisons.json").write_text(json.dumps(tests, indent=2))
+        (args.output / "report.md").write_text(report(records, tests, time.perf_counter() - started))
 
     for seed in seeds:
         run = read_pruning_run(CONFIG, seed=seed)
@@ -160,13 +165,7 @@ def main() -> None:
                                 method_score_cost(method, scores.timings), selected.timings["select_s"]))  # fmt: skip
         if not (args.quick or args.no_full):
             keep(*fine_tune(run, seed, None, data, "full", 1.0, 0.0, 0.0))
-    per_user = pl.concat(frames)
-    per_user.write_parquet(args.output / "per_user.parquet")
-    tests = comparisons(per_user) if len(np.unique(per_user["method"])) > 1 else []
-    (args.output / "comparisons.json").write_text(json.dumps(tests, indent=2))
-    text = report(records, tests, time.perf_counter() - started)
-    (args.output / "report.md").write_text(text)
-    print(text)
+    print((args.output / "report.md").read_text())
 
 
 if __name__ == "__main__":

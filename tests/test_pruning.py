@@ -48,6 +48,31 @@ def test_per_sample_gradients_equal_one_backward_pass_per_sample() -> None:
     assert all(p.requires_grad for p in model.parameters())  # restored after the pass
 
 
+def test_surrogate_gradients_are_each_windows_own_through_sasrec() -> None:
+    from recsys.data.prompts import history_windows
+    from recsys.data.sequences import Sequences
+    from recsys.models.sasrec import SASRec
+    from recsys.pruning.scores import SurrogateScores
+    from recsys.tasks.sequential import SequentialTask
+
+    train, _ = two_communities()
+    task = SequentialTask(SASRec(hidden_size=8, layers=2, heads=2, inner_size=16, max_len=6), loss="bce", seed=0)
+    task.restore(train)
+    task.eval()
+    windows = history_windows(Sequences.from_interactions(train), max_history=5, stride=3)
+    scorer = SurrogateScores(task, windows, batch_size=4)
+    samples = torch.tensor([0, 3, 5])
+    together = scorer.gradients(samples)
+    weight = task.model.blocks[1].out.weight
+    for row, sample in enumerate(samples.tolist()):
+        task.zero_grad()
+        task.losses(scorer.batch(torch.tensor([sample]))).sum().backward()
+        torch.testing.assert_close(together[row], weight.grad.reshape(-1))
+    lissa = LiSSA(depth=20, samples_per_step=4)
+    scores = scorer.scores(lissa)
+    assert all(len(v) == len(windows) and np.isfinite(v).all() for v in scores.values())
+
+
 def test_module_patterns_and_the_default_attention_projection() -> None:
     class Net(nn.Module):
         def __init__(self) -> None:
@@ -304,3 +329,15 @@ def test_the_shipped_pruning_run_builds_typed() -> None:
     assert "--data.selection" in run.finetune_overrides(selection="s.parquet")
     with pytest.raises(RunError, match="pruning: .*lamda"):
         read_pruning_run("experiments/ml-100k/dealrec.yaml", lamda=1.0)
+
+
+def test_tasks_whose_samples_are_not_selected_refuse_a_selection(tmp_path: Path) -> None:
+    from recsys.models.sasrec import SASRec
+    from recsys.tasks.sequential import SequentialTask
+
+    train, _ = two_communities()
+    first = train.decoded().filter(pl.col("user") == "u0").sort("timestamp")
+    pl.DataFrame({"user": ["u0"], "position": [1], "item": [first["item"][1]]}).write_parquet(tmp_path / "s.parquet")
+    task = SequentialTask(SASRec(hidden_size=8, layers=1, heads=1, inner_size=8, max_len=5), seed=0)
+    with pytest.raises(RunError, match="SequentialTask cannot train on a sample selection"):
+        task.fit(train, max_epochs=1, selection=tmp_path / "s.parquet")
