@@ -138,6 +138,7 @@ def influence_and_norms(gradients: Callable[[torch.Tensor], torch.Tensor], hvp: 
     from tqdm.auto import tqdm
 
     chunks = torch.arange(n).split(batch_size)
+    # two passes over the gradients rather than keeping all of them: N × P floats would not stay small at scale
     v = sum(gradients(c).sum(0) for c in tqdm(chunks, desc="mean gradient", disable=not progress, leave=False)) / n
     h = lissa.solve(hvp, v, n, progress)
     influence, norms = [], []

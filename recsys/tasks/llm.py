@@ -172,7 +172,7 @@ class LLMTask(RecommenderTask, SequentialRecommender):
 
     def training_examples(self, train: Interactions) -> TokenSamples:
         """Tokenised windows of the training sequences (cached on disk), ``samples`` of them when set."""
-        windows = self.windows_ = self.training_windows(train)
+        windows = self.training_windows(train)
         digest = hashlib.sha256(np.concatenate([windows.users, windows.indptr, windows.history,
                                                 windows.targets]).tobytes()).hexdigest()  # fmt: skip
         path = self.cache_folder() / f"samples-{self._key(digest, self.max_history, self.max_prompt_tokens)}.npz"
@@ -192,7 +192,8 @@ class LLMTask(RecommenderTask, SequentialRecommender):
         task does not build (another ``max_history`` / ``stride`` than the scored samples')."""
         if self.samples is not None:
             raise RunError("samples and data.selection both choose the training windows: set samples: null")
-        keys = sample_keys(self.windows_.users, self.windows_.positions)
+        windows = self.training_windows(self.train_data)  # the order `training_examples` tokenised them in
+        keys = sample_keys(windows.users, windows.positions)
         order = np.argsort(keys)
         found = np.searchsorted(keys[order], selection.keys()).clip(max=len(keys) - 1)
         known = keys[order][found] == selection.keys()
