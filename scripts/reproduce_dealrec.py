@@ -159,8 +159,7 @@ def main() -> None:
             for method in methods:
                 selected = run.pruning.select(scores, method, ratio)
                 folder = args.output / "selections" / f"{method}-{ratio:g}-{seed}"
-                write_outputs(folder, scores, selected, {"method": method, "ratio": ratio, "seed": seed},
-                              run.pruning.lam, run.pruning.bins)  # fmt: skip
+                write_outputs(folder, scores, selected, run.settings(), run.pruning.lam, run.pruning.bins)
                 keep(*fine_tune(run, seed, folder / "selection.parquet", data, method, ratio,
                                 method_score_cost(method, scores.timings), selected.timings["select_s"]))  # fmt: skip
         if not (args.quick or args.no_full):

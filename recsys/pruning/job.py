@@ -42,6 +42,12 @@ class PruningRun:
             words += ["--data.selection", str(selection)]
         return words
 
+    def settings(self) -> dict[str, Any]:
+        """What a selection's ``prune.json`` records of the run (the method and ratio come from the selection)."""
+        pruning = self.pruning
+        return {"config": str(self.path), "finetune": str(self.finetune), **pruning.settings(), "lam": pruning.lam,
+                "bins": pruning.bins, "hard_prune": pruning.hard_prune}  # fmt: skip
+
 
 def read_pruning_run(path: str | Path, **overrides: Any) -> PruningRun:
     """Check and build a pruning YAML; ``overrides`` replace `DataPruning` arguments (``ratio``, ``method``,
@@ -93,7 +99,5 @@ def prune(run: PruningRun, output: Path, progress: bool = True) -> dict[str, Any
     pruning = run.pruning
     scores = pruning.scores(task, data, progress)
     selected = pruning.select(scores)
-    settings = {"config": str(run.path), "finetune": str(run.finetune), **pruning.settings(), "method": pruning.method,
-                "ratio": pruning.ratio, "lam": pruning.lam, "bins": pruning.bins, "hard_prune": pruning.hard_prune}  # fmt: skip
     selected.timings["total_s"] = time.perf_counter() - started
-    return write_outputs(output, scores, selected, settings, pruning.lam, pruning.bins)
+    return write_outputs(output, scores, selected, run.settings(), pruning.lam, pruning.bins)
