@@ -158,7 +158,8 @@ def test_the_registry_is_in_the_user_runtime_folder_not_the_working_directory(tm
     assert runtime_dir().name.startswith("recsys-") and Path.cwd() not in runtime_dir().parents
 
 
-def test_a_fit_registers_while_it_trains_and_unregisters_after(small_frame: pl.DataFrame) -> None:
+def test_a_fit_registers_while_it_trains_and_unregisters_after(small_frame: pl.DataFrame, monkeypatch) -> None:
+    monkeypatch.delenv(THREADS_ENV, raising=False)  # the runner's pin would replace the fair share checked below
     data = Interactions.from_frame(small_frame, user_col="uid", item_col="iid")
     registry, seen = trainers(), []  # the test session's private registry (conftest)
 
