@@ -341,3 +341,45 @@ def test_tasks_whose_samples_are_not_selected_refuse_a_selection(tmp_path: Path)
     task = SequentialTask(SASRec(hidden_size=8, layers=1, heads=1, inner_size=8, max_len=5), seed=0)
     with pytest.raises(RunError, match="SequentialTask cannot train on a sample selection"):
         task.fit(train, max_epochs=1, selection=tmp_path / "s.parquet")
+
+
+# ---------------------------------------------------------------------------------------------- reproduce_dealrec.py
+@pytest.fixture(scope="module")
+def reproduce():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_dealrec.py"
+    spec = importlib.util.spec_from_file_location("reproduce_dealrec", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_selection_grid_crosses_settings_and_each_method_reads_only_its_own(reproduce) -> None:
+    variants = reproduce.grid_variants(["lam=0.5,2", "hard_prune=0,0.1", "bins=25"])
+    assert variants == [{"lam": 0.5, "hard_prune": 0.0, "bins": 25}, {"lam": 0.5, "hard_prune": 0.1, "bins": 25},
+                        {"lam": 2.0, "hard_prune": 0.0, "bins": 25}, {"lam": 2.0, "hard_prune": 0.1, "bins": 25}]  # fmt: skip
+    assert reproduce.grid_variants([]) == [{}]
+    assert reproduce.variant_of("random", variants[3]) == {}
+    assert reproduce.variant_of("greedy", variants[3]) == {"lam": 2.0}
+    assert reproduce.variant_of("ccs", variants[3]) == {"hard_prune": 0.1, "bins": 25}
+    assert reproduce.label("dealrec", variants[1]) == "dealrec lam=0.5 hard_prune=0.1 bins=25"
+    assert reproduce.label("random", {}) == "random"
+    with pytest.raises(SystemExit, match="KEY one of"):
+        reproduce.grid_variants(["damping=0.1"])
+
+
+def test_each_dealrec_variant_is_tested_against_every_other_method_on_per_user_means(reproduce) -> None:
+    users = np.arange(6)
+    ours = np.array([0.0, 1.0, 0.5, 0.2, 0.0, 1.0])
+    rows = [("dealrec lam=2", 2026, ours), ("dealrec lam=2", 2027, ours + 0.1),  # seeds average to ours + 0.05
+            ("random", 2026, ours * 0.5), ("full", 2026, np.full(6, 0.4))]
+    frame = pl.concat([pl.DataFrame({"user": users, "ndcg@10": values, "method": name,
+                                     "ratio": 1.0 if name == "full" else 0.02, "seed": seed})
+                       for name, seed, values in rows])  # fmt: skip
+    tests = {t["b"]: t for t in reproduce.comparisons(frame)}
+    assert set(tests) == {"random", "full"} and all(t["a"] == "dealrec lam=2" for t in tests.values())
+    assert tests["random"]["mean_a"] == pytest.approx(ours.mean() + 0.05)
+    assert tests["random"]["mean_b"] == pytest.approx(ours.mean() * 0.5)
+    assert tests["random"]["t_pvalue"] == pytest.approx(stats.ttest_rel(ours + 0.05, ours * 0.5).pvalue)
+    assert tests["full"]["n_users"] == 6 and tests["full"]["mean_b"] == pytest.approx(0.4)
