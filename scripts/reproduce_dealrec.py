@@ -202,12 +202,13 @@ def main() -> None:
             done: set[str] = set()
             for variant, method in itertools.product(variants, methods):
                 reads = variant_of(method, variant)
-                if label(method, reads) in done:  # a method run once per setting it reads
+                name = label(method, reads)
+                if name in done:  # a method run once per setting it reads
                     continue
-                done.add(label(method, reads))
+                done.add(name)
                 pruning = read_pruning_run(CONFIG, seed=seed, **reads).pruning
                 selected = pruning.select(scores, method, ratio)
-                folder = args.output / "selections" / f"{label(method, reads).replace(' ', '-')}-{ratio:g}-{seed}"
+                folder = args.output / "selections" / f"{name.replace(' ', '-')}-{ratio:g}-{seed}"
                 write_outputs(folder, scores, selected, {**run.settings(), **reads}, pruning.lam, pruning.bins)
                 keep(*fine_tune(run, seed, folder / "selection.parquet", data, method, ratio,
                                 method_score_cost(method, scores.timings), selected.timings["select_s"], reads, args.judge))  # fmt: skip
